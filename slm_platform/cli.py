@@ -1,0 +1,226 @@
+"""``./slm``: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from slm_platform.errors import StackError
+
+NIGHTLY_DAG = "slm_nightly"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from slm_platform import stack
+
+    if args.action == "up":
+        only = tuple(args.only.split(",")) if args.only else stack.COMPONENTS
+        unknown = set(only) - set(stack.COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown component(s) {sorted(unknown)}; choose from {stack.COMPONENTS}")
+        _print_status(stack.up(only, _say))
+    elif args.action == "down":
+        stack.down(_say)
+        _say("stack stopped")
+    else:
+        st = stack.status()
+        print(json.dumps(st, indent=2)) if args.json else _print_status(st)
+    return 0
+
+
+def _print_status(st: dict) -> None:
+    _say(f"SLM_HOME:     {st['slm_home']}")
+    if "postgresql" in st:
+        pg = st["postgresql"]
+        kind = "existing server" if pg["external"] else "embedded cluster"
+        _say(f"PostgreSQL:   {'running' if pg['running'] else 'stopped'} ({kind}) on {pg['host']}:{pg['port']}")
+        _say(f"Warehouse:    {pg['warehouse_dsn']}   (./slm dsn prints it with the password)")
+    for name in ("airflow", "superset"):
+        if name in st:
+            s = st[name]
+            _say(f"{name.capitalize():13} {'running' if s['running'] else 'stopped'} at {s['url']}  login: {s['login']}")
+    _say(f"Credentials:  {st['credentials_file']}")
+
+
+def cmd_dsn(args: argparse.Namespace) -> int:
+    from slm_platform import stack
+    from slm_platform.settings import WAREHOUSE_DB
+
+    print(stack.pg_server().dsn(WAREHOUSE_DB))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from slm_platform import demo_data
+    from slm_platform.settings import slm_home
+
+    out = Path(args.out) if args.out else slm_home() / "drops" / "demo"
+    counts = demo_data.generate(out, seed=args.seed, start=args.start, months=args.months)
+    for name, n in counts.items():
+        _say(f"  {name:14} {n:>8} rows")
+    _say(f"demo drop written to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from slm_platform import loader, stack
+    from slm_platform.settings import WAREHOUSE_DB
+
+    drop = Path(args.dir)
+    if not drop.is_dir():
+        raise StackError(f"{drop} is not a folder (expected a drop in the canonical format)")
+    dsn = stack.pg_server().dsn(WAREHOUSE_DB)
+    results = loader.load_drop(dsn, drop, source=args.source, log=_say)
+    quarantined = sum(r.rows_quarantined for r in results)
+    for r in results:
+        _say(
+            f"  {r.entity:14} read {r.rows_read:>8}  loaded {r.rows_loaded:>8}  "
+            f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
+        )
+    if quarantined:
+        _say(f"{quarantined} row(s) quarantined: see raw.quarantine (reason, location, raw record)")
+    return 0
+
+
+def _run_nightly(run_date: date, drop: Path | None) -> None:
+    from slm_platform import dbt_runner, stack
+    from slm_platform.settings import venv_bin
+
+    env = stack.airflow_env()
+    dbt_runner.dbt_parse()
+    conf = {"drop": str(drop.resolve())} if drop else {}
+    _say(f"==> running DAG {NIGHTLY_DAG} for {run_date} (airflow dags test)")
+    cmd = [str(venv_bin("airflow", "airflow")), "dags", "test", NIGHTLY_DAG, run_date.isoformat()]
+    if conf:
+        cmd += ["-c", json.dumps(conf)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    log_file = Path(env["SLM_HOME"]) / "logs" / f"nightly-{run_date}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(proc.stdout + proc.stderr)
+    state = _dag_run_state(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or state != "success":
+        raise StackError(f"the nightly DAG ended in state {state!r}; full log: {log_file}")
+    _say(f"    DAG run succeeded (log: {log_file})")
+
+
+def _dag_run_state(output: str) -> str | None:
+    # `airflow dags test` ends with a line such as "... state=success ..." for the dag run.
+    for line in reversed(output.splitlines()):
+        if "DagRun Finished" in line or "dag_run_state" in line or "Dag run" in line and "state" in line:
+            for st in ("success", "failed"):
+                if st in line:
+                    return st
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run_date = args.date or date.today() - timedelta(days=1)
+    _run_nightly(run_date, Path(args.drop) if args.drop else None)
+    return 0
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    from slm_platform import contracts
+
+    return contracts.main_validate(Path(args.file) if args.file else None)
+
+
+def cmd_superset(args: argparse.Namespace) -> int:
+    from slm_platform import superset_setup
+
+    creds = superset_setup.provision_stack(_say)
+    for who, c in creds.items():
+        _say(f"  {who:16} {c['username']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from slm_platform import demo_data, stack, superset_setup
+    from slm_platform.settings import slm_home
+
+    st = stack.up(stack.COMPONENTS, _say)
+    drop = slm_home() / "drops" / "demo"
+    _say("==> generating demo data")
+    demo_data.generate(drop)
+    _run_nightly(args.date, drop)
+    _say("==> provisioning Superset (bundle, roles, users, row-level security)")
+    users = superset_setup.provision_stack(_say)
+    creds = stack.credentials()
+    _say("")
+    _say("The demo is ready.")
+    _say(f"  Airflow   {st['airflow']['url']}   user admin / {creds['airflow_admin_password']}")
+    _say(f"  Superset  {st['superset']['url']}   user admin / {creds['superset_admin_password']}")
+    for who, c in users.items():
+        _say(f"            {who:10} {c['username']} / {c['password']}")
+    _say(f"  Warehouse {st['postgresql']['warehouse_dsn']}  (./slm dsn)")
+    _say(f"  Credentials are kept in {st['credentials_file']}; stop everything with `make down`.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slm", description="Service-level management platform")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stack", help="start, stop or show the local stack")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("--only", help="comma-separated components to start (pg,airflow,superset)")
+    s.add_argument("--json", action="store_true", help="status as JSON")
+    s.set_defaults(func=cmd_stack)
+
+    s = sub.add_parser("dsn", help="print the warehouse connection string")
+    s.set_defaults(func=cmd_dsn)
+
+    s = sub.add_parser("generate", help="write the deterministic demo data set as a canonical drop")
+    s.add_argument("--out", help="folder (default: $SLM_HOME/drops/demo)")
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--start", type=date.fromisoformat, default=date(2026, 10, 1))
+    s.add_argument("--months", type=int, default=1)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("import", help="load a canonical drop folder into the warehouse's raw schema")
+    s.add_argument("dir")
+    s.add_argument("--source", default="canonical")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("run", help="run a DAG")
+    s.add_argument("dag", choices=["nightly"])
+    s.add_argument("--date", type=date.fromisoformat, help="logical date (default: yesterday)")
+    s.add_argument("--drop", help="extract from this drop folder instead of the configured sources")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("contracts", help="contract catalogue")
+    s.add_argument("action", choices=["validate"])
+    s.add_argument("file", nargs="?")
+    s.set_defaults(func=cmd_contracts)
+
+    s = sub.add_parser("superset", help="Superset assets")
+    s.add_argument("action", choices=["provision"])
+    s.set_defaults(func=cmd_superset)
+
+    s = sub.add_parser("demo", help="start the stack, load demo data, run the nightly DAG, provision Superset")
+    s.add_argument("--date", type=date.fromisoformat, default=date(2026, 10, 31))
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StackError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The embedded PostgreSQL cluster: initdb, start, stop, on loopback and a free port.
+
+PostgreSQL refuses to run as root, so when invoked as root the cluster runs as an unprivileged user
+(``postgres`` if it exists). Binaries: ``SLM_PG_BINDIR``, else Debian's newest versioned folder, else
+``initdb`` on PATH, else the ``pgserver`` wheel if it is installed.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slm_platform.errors import StackError
+
+
+def find_bindir() -> Path:
+    candidates: list[Path] = []
+    if os.environ.get("SLM_PG_BINDIR"):
+        candidates.append(Path(os.environ["SLM_PG_BINDIR"]))
+    debian = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    )
+    candidates += [Path(p) for p in debian]
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    try:  # optional fallback shipped on PyPI
+        import pgserver  # type: ignore[import-not-found]
+
+        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    except ImportError:
+        pass
+    for c in candidates:
+        if (c / "initdb").exists() and (c / "pg_ctl").exists():
+            return c
+    raise StackError(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found.\n"
+        "  Install them (Debian/Ubuntu: `apt-get install postgresql`), or set SLM_PG_BINDIR to their folder,\n"
+        "  or point the project at an existing server with SLM_PG_URL=postgresql://user:pass@host:port/postgres"
+    )
+
+
+def _run_as_user() -> str | None:
+    """The user the cluster runs as when we are root (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "slm-pg"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "slm-pg"], check=True)
+    return "slm-pg"
+
+
+@dataclass
+class Cluster:
+    """A cluster whose files live under ``root`` (``<SLM_HOME>/pg`` or a reachable stand-in)."""
+
+    root: Path
+    port: int
+    superuser: str
+    password: str
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sockdir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "postgresql.log"
+
+    def _cmd(self, args: list[str]) -> list[str]:
+        user = _run_as_user()
+        return ["runuser", "-u", user, "--", *args] if user else args
+
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        bindir = find_bindir()
+        user = _run_as_user()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sockdir.mkdir(exist_ok=True)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if user:
+            for p in (self.root, self.sockdir, pwfile):
+                shutil.chown(p, user, user)
+        pwfile.chmod(0o600)
+        try:
+            proc = subprocess.run(
+                self._cmd([
+                    str(bindir / "initdb"), "-D", str(self.datadir), "-U", self.superuser,
+                    f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+                ]),
+                capture_output=True, text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise StackError(f"initdb failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            # Loopback only; the port is given at start so a taken port can be swapped for a free one.
+            conf.write(
+                "\n# slm: embedded cluster\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.sockdir}'\n"
+                "max_connections = 200\nshared_buffers = 256MB\nfsync = off\n"
+                "synchronous_commit = off\nfull_page_writes = off\ntimezone = 'UTC'\n"
+            )
+
+    def running(self) -> bool:
+        pidfile = self.datadir / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+            return True
+        except (ValueError, ProcessLookupError):
+            return False
+        except PermissionError:
+            return True
+
+    def start(self) -> None:
+        if self.running():
+            return
+        bindir = find_bindir()
+        user = _run_as_user()
+        if user:
+            self.logfile.touch()
+            shutil.chown(self.logfile, user, user)
+        proc = subprocess.run(
+            self._cmd([
+                str(bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
+                "-o", f"-p {self.port}", "-w", "-t", "60", "start",
+            ]),
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            tail = self.logfile.read_text()[-1500:] if self.logfile.exists() else ""
+            raise StackError(f"PostgreSQL did not start on port {self.port}:\n{proc.stderr}\n{tail}")
+
+    def stop(self) -> None:
+        if not self.running():
+            return
+        bindir = find_bindir()
+        subprocess.run(
+            self._cmd([str(bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"]),
+            capture_output=True, text=True,
+        )
+        deadline = time.time() + 30
+        while self.running() and time.time() < deadline:
+            time.sleep(0.2)
+
+
+def cluster_root(home: Path) -> Path:
+    """Where the cluster's files go: inside SLM_HOME, unless the unprivileged user cannot reach it.
+
+    When run as root from a folder the ``postgres`` user cannot traverse (e.g. under /root), the data
+    directory goes to a stand-in under /var/tmp named after SLM_HOME, and SLM_HOME/pg points to it.
+    """
+    wanted = home / "pg"
+    user = _run_as_user()
+    if user is None:
+        return wanted
+    home.mkdir(parents=True, exist_ok=True)
+    reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(home)]).returncode == 0
+    if reachable:
+        return wanted
+    digest = hashlib.sha1(str(home).encode()).hexdigest()[:12]
+    standin = Path("/var/tmp") / f"slm-pg-{digest}"
+    standin.mkdir(mode=0o755, exist_ok=True)
+    if not wanted.is_symlink() and not wanted.exists():
+        wanted.symlink_to(standin)
+    return standin

@@ -1,0 +1,99 @@
+"""Shared fixtures: a throw-away stack under its own SLM_HOME, started and stopped by the suite.
+
+Set SLM_TEST_PG_URL to run the database tests against an existing server instead (a superuser URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from slm_platform.settings import REPO_ROOT, WAREHOUSE_DB, PgServer
+
+SLM = str(REPO_ROOT / "slm")
+
+
+def slm(home: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the real CLI against the stack in ``home``."""
+    env = dict(os.environ, SLM_HOME=str(home))
+    env.pop("SLM_PG_URL", None)
+    proc = subprocess.run([SLM, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"./slm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """SLM_HOME of the suite's throw-away stack; everything it started is stopped at the end."""
+    home = tmp_path_factory.mktemp("slm_home")
+    yield home
+    slm(home, "stack", "down", check=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server(stack_home: Path) -> PgServer:
+    url = os.environ.get("SLM_TEST_PG_URL")
+    if url:
+        u = urlparse(url)
+        return PgServer(u.hostname or "127.0.0.1", u.port or 5432, unquote(u.username or "postgres"),
+                        unquote(u.password or ""))
+    slm(stack_home, "stack", "up", "--only", "pg")
+    pg = json.loads((stack_home / "stack.json").read_text())["pg"]
+    return PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])
+
+
+@pytest.fixture()
+def fresh_db(pg_server: PgServer) -> Iterator[str]:
+    """DSN of a brand-new empty database, dropped afterwards."""
+    import psycopg2
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_server.dsn("postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    try:
+        yield pg_server.dsn(name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+@dataclass
+class DemoStack:
+    home: Path
+    airflow_url: str
+    superset_url: str
+    warehouse_dsn: str
+    credentials: dict
+
+
+@pytest.fixture(scope="session")
+def demo_stack(stack_home: Path, pg_server: PgServer) -> DemoStack:
+    """The full stack with the demo data run through the nightly DAG and Superset provisioned.
+
+    Built by the same command a person runs (`./slm demo`), so the suite checks what `make demo` gives.
+    """
+    if os.environ.get("SLM_TEST_PG_URL"):
+        pytest.fail("demo_stack needs the suite's own stack: unset SLM_TEST_PG_URL")
+    proc = slm(stack_home, "demo", timeout=1800)
+    (stack_home / "demo.out").write_text(proc.stdout + proc.stderr)
+    state = json.loads((stack_home / "stack.json").read_text())
+    creds = json.loads((stack_home / "credentials.json").read_text())
+    return DemoStack(
+        home=stack_home,
+        airflow_url=f"http://127.0.0.1:{state['airflow']['api_port']}",
+        superset_url=f"http://127.0.0.1:{state['superset']['port']}",
+        warehouse_dsn=pg_server.dsn(WAREHOUSE_DB),
+        credentials=creds,
+    )
