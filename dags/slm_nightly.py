@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
@@ -30,7 +31,9 @@ def _warehouse_dsn() -> str:
 
 @dag(
     dag_id="slm_nightly",
-    schedule="@daily",
+    # An interval timetable: the run for day D covers [D, D+1) and starts after midnight, so every task
+    # is keyed on the day it loads (a cron trigger would give a zero-length interval).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
@@ -84,7 +87,6 @@ def slm_nightly() -> None:
             test_behavior=TestBehavior.BUILD,
             dbt_executable_path=DBT_EXECUTABLE,
         ),
-        operator_args={"install_deps": False},
     )
 
     @task(retries=0, outlets=[MARTS])

@@ -1,0 +1,60 @@
+"""DagBag integrity: every DAG imports cleanly, is tagged, retries, and parses quickly (time reported)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from slm_platform.settings import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory):
+    import os
+
+    os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow_home")))
+    from slm_platform import dbt_runner
+
+    dbt_runner.dbt_parse()  # Cosmos renders the dbt task group from the manifest
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.perf_counter()
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    bag.parse_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    return bag
+
+
+def test_no_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert "slm_nightly" in dagbag.dags
+
+
+def test_every_dag_is_tagged_and_retries(dagbag) -> None:
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        for t in dag.tasks:
+            # The quality gate and publish do not retry on purpose: a failed check will not heal itself.
+            if t.task_id in {"check_raw", "publish"}:
+                assert t.retries == 0
+            else:
+                assert t.retries >= 1, f"{dag_id}.{t.task_id} has no retries"
+
+
+def test_nightly_shape(dagbag) -> None:
+    dag = dagbag.dags["slm_nightly"]
+    ids = set(dag.task_ids)
+    assert {"extract", "load", "check_raw", "publish"} <= ids
+    dbt_tasks = [i for i in ids if i.startswith("dbt.")]
+    assert any("fct_ticket_volume" in i for i in dbt_tasks), dbt_tasks
+    # publish runs only after every dbt task, and dbt only after the raw quality gate
+    publish = dag.get_task("publish")
+    assert set(dbt_tasks) <= publish.get_flat_relative_ids(upstream=True)
+    for i in dbt_tasks:
+        assert "check_raw" in dag.get_task(i).get_flat_relative_ids(upstream=True)
+
+
+def test_parse_time_reported(dagbag, record_property) -> None:
+    record_property("dagbag_parse_seconds", round(dagbag.parse_seconds, 3))
+    print(f"DagBag parse time: {dagbag.parse_seconds:.2f}s")
+    assert dagbag.parse_seconds > 0
