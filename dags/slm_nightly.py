@@ -57,7 +57,12 @@ def slm_nightly() -> None:
         from slm_platform.loader import load_drop
 
         results = load_drop(_warehouse_dsn(), Path(landing), source="canonical")
-        return [r.as_dict() for r in results]
+        # XCom keeps the batch reconciliation (read = loaded + unchanged + quarantined) per file.
+        return [
+            {"entity": r.entity, "batch_id": r.batch_id, "read": r.rows_read, "loaded": r.rows_loaded,
+             "unchanged": r.rows_unchanged, "quarantined": r.rows_quarantined}
+            for r in results
+        ]
 
     @task(retries=0)
     def check_raw(batches: list[dict]) -> dict:
@@ -66,7 +71,7 @@ def slm_nightly() -> None:
 
         result = run_checkpoint("raw_tickets", _warehouse_dsn())
         raise_on_failure(result)
-        return result.as_dict()
+        return {"checkpoint": result.checkpoint, "evaluated": result.evaluated}
 
     dbt = DbtTaskGroup(
         group_id="dbt",
@@ -85,6 +90,8 @@ def slm_nightly() -> None:
             load_method=LoadMode.DBT_MANIFEST,
             invocation_mode=InvocationMode.SUBPROCESS,
             test_behavior=TestBehavior.BUILD,
+            # relationships tests have two parents: run them once both exist, not with the first one
+            should_detach_multiple_parents_tests=True,
             dbt_executable_path=DBT_EXECUTABLE,
         ),
     )
