@@ -95,7 +95,7 @@ def _run_nightly(run_date: date, drop: Path | None) -> None:
     from slm_platform.settings import venv_bin
 
     env = stack.airflow_env()
-    dbt_runner.dbt_parse()
+    dbt_runner.dbt_parse(dbt_runner.dbt_env(stack.pg_server()))
     conf = {"drop": str(drop.resolve())} if drop else {}
     _say(f"==> running DAG {NIGHTLY_DAG} for {run_date} (airflow dags test)")
     cmd = [str(venv_bin("airflow", "airflow")), "dags", "test", NIGHTLY_DAG, run_date.isoformat()]

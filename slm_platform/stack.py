@@ -247,7 +247,9 @@ def airflow_up(log: Log) -> str:
     _airflow(["db", "migrate"], env, log, "airflow db migrate")
     from slm_platform import dbt_runner
 
-    dbt_runner.dbt_parse()  # Cosmos renders the dbt task group from this manifest
+    # Cosmos renders the dbt task group from this manifest; parsing with the tasks' own env
+    # keeps dbt's partial-parse cache valid for them.
+    dbt_runner.dbt_parse(dbt_runner.dbt_env(pg_server()))
     for svc in AIRFLOW_SERVICES:
         procs.start(_run_dir(), _log_dir(), f"airflow-{svc}", [str(venv_bin("airflow", "airflow")), svc], env)
     url = env["AIRFLOW__API__BASE_URL"]
