@@ -78,7 +78,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not drop.is_dir():
         raise StackError(f"{drop} is not a folder (expected a drop in the canonical format)")
     dsn = stack.pg_server().dsn(WAREHOUSE_DB)
-    results = loader.load_drop(dsn, drop, source=args.source, log=_say)
+    try:
+        results = loader.load_drop(dsn, drop, source=args.source, log=_say)
+    except loader.LoadError as exc:
+        raise StackError(str(exc)) from exc
     quarantined = sum(r.rows_quarantined for r in results)
     for r in results:
         _say(

@@ -1,0 +1,491 @@
+"""Deterministic demo drop in the canonical format: three clients, their services, a month (or more) of
+tickets with their history, 5-minute availability checks with outages, maintenance, surveys and SIP actions.
+
+Same seed and arguments => byte-identical files. Every timestamp carries an offset: ITSM data is written in
+the client's zone (so DST shows up as +01:00/+02:00), monitoring data in UTC (``Z``).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from slm_platform.canonical import ENTITY_BY_NAME
+
+CHECK_INTERVAL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Client:
+    code: str
+    name: str
+    tz: str
+    country: str
+    weight: float  # share of the ticket volume
+
+
+@dataclass(frozen=True)
+class Service:
+    code: str
+    client: str
+    name: str
+    calendar: str
+    criticality: str
+    monitored: bool  # has 5-minute checks
+    categories: tuple[str, ...]
+
+
+CLIENTS = (
+    Client("ACME", "ACME Europe", "Europe/Paris", "FR", 0.45),
+    Client("GLOBEX", "Globex Corporation", "America/New_York", "US", 0.30),
+    Client("INITECH", "Initech GmbH", "Europe/Berlin", "DE", 0.25),
+)
+SERVICES = (
+    Service("ACME-ERP", "ACME", "ERP", "FR-BUSINESS", "high", True, ("application", "access", "performance")),
+    Service("ACME-WEB", "ACME", "Web shop", "24x7", "critical", True, ("application", "network", "payment")),
+    Service(
+        "ACME-MAIL", "ACME", "Mail and collaboration", "FR-BUSINESS", "medium", False, ("access", "mailbox")
+    ),
+    Service("GLOBEX-CRM", "GLOBEX", "CRM", "US-BUSINESS", "high", False, ("application", "access", "data")),
+    Service(
+        "GLOBEX-PORTAL", "GLOBEX", "Customer portal", "24x7", "critical", True, ("application", "network")
+    ),
+    Service(
+        "INITECH-SAP", "INITECH", "SAP", "DE-BUSINESS", "high", False, ("application", "access", "batch")
+    ),
+    Service("INITECH-NET", "INITECH", "WAN and sites", "24x7", "critical", True, ("network", "hardware")),
+    Service("INITECH-HR", "INITECH", "HR portal", "DE-BUSINESS", "low", False, ("access", "application")),
+)
+TYPE_PREFIX = {"incident": "INC", "request": "REQ", "complaint": "CMP", "problem": "PRB", "change": "CHG"}
+TYPE_WEIGHTS = {"incident": 60, "request": 25, "complaint": 5, "problem": 4, "change": 6}
+PRIORITY_WEIGHTS = {
+    "incident": {"P1": 3, "P2": 15, "P3": 47, "P4": 35},
+    "request": {"P2": 3, "P3": 37, "P4": 60},
+    "complaint": {"P2": 20, "P3": 80},
+    "problem": {"P2": 40, "P3": 60},
+    "change": {"P2": 10, "P3": 70, "P4": 20},
+}
+# Log-normal medians in minutes: (first response, work to resolve).
+TIMES = {"P1": (7, 110), "P2": (25, 300), "P3": (70, 1300), "P4": (200, 3500)}
+RESOLVER_GROUPS = {"network": ("Network", "Carrier-X"), "hardware": ("Field-Services",)}
+OWNERS = ("Claire Martin", "Tom Becker", "Sarah Cohen", "Luis Ortega", "Ana Kowalski")
+COMMENTS = (
+    "Quick and friendly.",
+    "Took too long to get an answer.",
+    "Solved at the first call.",
+    "I had to chase the team twice.",
+    "Clear communication, thanks.",
+)
+
+
+def _ts(dt: datetime, tz: str | None = None) -> str:
+    """ISO-8601 with offset: in the given zone, or UTC written as Z."""
+    if tz is None:
+        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds")
+
+
+def _pick(rnd: random.Random, weights: dict[str, float]) -> str:
+    return rnd.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _add_months(d: date, n: int) -> date:
+    y, m = divmod(d.month - 1 + n, 12)
+    return date(d.year + y, m + 1, 1)
+
+
+@dataclass
+class _Ticket:
+    ticket_id: str
+    client: Client
+    service: Service
+    ticket_type: str
+    priority: str
+    opened: datetime
+    is_major: bool = False
+    parent: str | None = None
+    category: str = ""
+    events: list[tuple[datetime, str, str | None, str]] = field(default_factory=list)
+    first_response: datetime | None = None
+    resolved: datetime | None = None
+    closed: datetime | None = None
+
+
+@dataclass
+class _Drop:
+    rows: dict[str, list[list[object]]] = field(default_factory=lambda: {n: [] for n in ENTITY_BY_NAME})
+
+
+class _Generator:
+    def __init__(self, seed: int, start: date, months: int):
+        self.rnd = random.Random(seed)
+        self.start = datetime(start.year, start.month, 1, tzinfo=UTC)
+        self.months = months
+        self.end = datetime.combine(_add_months(start.replace(day=1), months), datetime.min.time(), UTC)
+        self.drop = _Drop()
+        self.n_ticket = 0
+        self.n_survey = 0
+        self.n_action = 0
+        self.clients = {c.code: c for c in CLIENTS}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _local_time(self, client: Client, month_start: date, business: bool) -> datetime:
+        """A random moment of the month, in business hours of the client's zone when asked."""
+        days = (_add_months(month_start, 1) - month_start).days
+        tz = ZoneInfo(client.tz)
+        while True:
+            day = month_start + timedelta(days=self.rnd.randrange(days))
+            if business and day.weekday() >= 5:
+                continue
+            minute = self.rnd.randrange(8 * 60, 18 * 60) if business else self.rnd.randrange(24 * 60)
+            local = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=tz)
+            utc = local.astimezone(UTC)
+            if self.start <= utc < self.end:
+                return utc
+
+    def _minutes(self, median: float, sigma: float = 0.8) -> timedelta:
+        return timedelta(minutes=max(1, round(self.rnd.lognormvariate(0, sigma) * median)))
+
+    def _new_ticket(
+        self, client: Client, service: Service, ttype: str, prio: str, opened: datetime
+    ) -> _Ticket:
+        self.n_ticket += 1
+        return _Ticket(
+            f"{TYPE_PREFIX[ttype]}{self.n_ticket:07d}",
+            client,
+            service,
+            ttype,
+            prio,
+            opened,
+            category=self.rnd.choice(service.categories),
+        )
+
+    # -- tickets ---------------------------------------------------------------------------------------
+    def _lifecycle(self, t: _Ticket, resolve_after: timedelta | None = None) -> None:
+        """Events from opening to closure: response, reassignments, customer pauses, resolution."""
+        rnd = self.rnd
+        resp_median, work_median = TIMES[t.priority]
+        if t.ticket_type in ("request", "change"):
+            work_median *= 1.5
+        ev = t.events
+        ev.append((t.opened, "status", None, "new"))
+        ev.append((t.opened, "assignment_group", None, "ServiceDesk"))
+        now = t.opened + self._minutes(resp_median)
+        t.first_response = now
+        ev.append((now, "status", "new", "in_progress"))
+        group = "ServiceDesk"
+        if t.ticket_type == "incident" and t.priority in ("P3", "P4") and rnd.random() < 0.08:
+            now += timedelta(minutes=rnd.randrange(5, 120))
+            new_prio = "P2" if t.priority == "P3" else "P3"
+            ev.append((now, "priority", t.priority, new_prio))
+            t.priority = new_prio
+        work = resolve_after if resolve_after is not None else self._minutes(work_median, 0.9)
+        if t.ticket_type == "incident" and rnd.random() < 0.45:
+            resolvers = RESOLVER_GROUPS.get(t.category, ("Application",))
+            now += timedelta(minutes=rnd.randrange(3, 30))
+            nxt = resolvers[0]
+            ev.append((now, "assignment_group", group, nxt))
+            group = nxt
+            if len(resolvers) > 1 and rnd.random() < 0.5:
+                now += work / 3
+                ev.append((now, "assignment_group", group, resolvers[1]))
+                group = resolvers[1]
+        if t.priority != "P1" and rnd.random() < 0.22:
+            pause_at = now + work / 2
+            pause = timedelta(minutes=rnd.randrange(30, 24 * 60))
+            ev.append((pause_at, "status", "in_progress", "pending_customer"))
+            ev.append((pause_at + pause, "status", "pending_customer", "in_progress"))
+            work += pause
+        resolved = t.opened + max(work, now - t.opened + timedelta(minutes=1))
+        if resolved <= max(e[0] for e in ev):
+            resolved = max(e[0] for e in ev) + timedelta(minutes=1)
+        ev.append((resolved, "status", "in_progress", "resolved"))
+        t.resolved = resolved
+        t.closed = resolved + timedelta(days=2, minutes=rnd.randrange(0, 600))
+        ev.append((t.closed, "status", "resolved", "closed"))
+
+    def _emit_ticket(self, t: _Ticket) -> None:
+        """Write the ticket as seen at the end of the period: later events have not happened yet."""
+        seen = sorted((e for e in t.events if e[0] < self.end), key=lambda e: (e[0], e[1]))
+        status = [e for e in seen if e[1] == "status"][-1][3]
+        group = [e for e in seen if e[1] == "assignment_group"][-1][3]
+        changes = [e for e in t.events if e[1] == "priority"]  # t.priority is the final one
+        seen_changes = [e for e in seen if e[1] == "priority"]
+        priority = seen_changes[-1][3] if seen_changes else (changes[0][2] if changes else t.priority)
+        tz = t.client.tz
+
+        def at(dt: datetime | None) -> str:
+            return _ts(dt, tz) if dt is not None and dt < self.end else ""
+
+        self.drop.rows["tickets"].append(
+            [
+                t.ticket_id,
+                t.client.code,
+                t.service.code,
+                t.ticket_type,
+                priority,
+                at(t.opened),
+                at(t.first_response),
+                at(t.resolved),
+                at(t.closed),
+                status,
+                group,
+                "true" if t.is_major else "false",
+                t.parent or "",
+                t.category,
+                at(seen[-1][0]),
+            ]
+        )
+        for when, fld, old, new in seen:
+            self.drop.rows["ticket_events"].append([t.ticket_id, _ts(when, tz), fld, old or "", new])
+
+    def _month_tickets(self, month: date, outages: list[tuple[Service, datetime, datetime]]) -> list[_Ticket]:
+        rnd = self.rnd
+        tickets: list[_Ticket] = []
+        weights = {c.code: c.weight for c in CLIENTS}
+        for _ in range(rnd.randint(380, 520)):
+            client = self.clients[_pick(rnd, weights)]
+            services = [s for s in SERVICES if s.client == client.code]
+            service = rnd.choices(
+                services, weights=[3 if s.criticality in ("critical", "high") else 1 for s in services]
+            )[0]
+            ttype = _pick(rnd, TYPE_WEIGHTS)
+            prio = _pick(rnd, PRIORITY_WEIGHTS[ttype])
+            opened = self._local_time(client, month, business=rnd.random() < 0.75)
+            t = self._new_ticket(client, service, ttype, prio, opened)
+            t.is_major = prio == "P1" and rnd.random() < 0.5
+            self._lifecycle(t)
+            tickets.append(t)
+        # Each outage of a monitored service is a major P1 incident, with a few child incidents.
+        for service, start, end in outages:
+            client = self.clients[service.client]
+            major = self._new_ticket(
+                client, service, "incident", "P1", start + timedelta(minutes=rnd.randrange(2, 9))
+            )
+            major.is_major = True
+            self._lifecycle(major, resolve_after=end - major.opened + timedelta(minutes=rnd.randrange(5, 40)))
+            tickets.append(major)
+            for _ in range(rnd.randint(1, 3)):
+                child = self._new_ticket(
+                    client, service, "incident", "P2", major.opened + timedelta(minutes=rnd.randrange(3, 30))
+                )
+                child.parent = major.ticket_id
+                self._lifecycle(child, resolve_after=major.resolved - child.opened + timedelta(minutes=5))
+                tickets.append(child)
+        return tickets
+
+    # -- monitoring ------------------------------------------------------------------------------------
+    def _month_monitoring(self, month: date) -> list[tuple[Service, datetime, datetime]]:
+        rnd = self.rnd
+        month_start = datetime(month.year, month.month, 1, tzinfo=UTC)
+        month_end = datetime.combine(_add_months(month, 1), datetime.min.time(), UTC)
+        monitored = [s for s in SERVICES if s.monitored]
+        outages = []
+        for _ in range(rnd.randint(2, 4)):
+            service = rnd.choice(monitored)
+            start = month_start + timedelta(
+                minutes=5 * rnd.randrange(12, (month_end - month_start).days * 288 - 48)
+            )
+            outages.append((service, start, start + timedelta(minutes=rnd.randrange(10, 150))))
+        outages.sort(key=lambda o: (o[1], o[0].code))
+        maintenance = []
+        for service in monitored:  # one approved window on a Sunday night, local time
+            client = self.clients[service.client]
+            tz = ZoneInfo(client.tz)
+            sundays = [
+                d
+                for d in (month + timedelta(days=i) for i in range((_add_months(month, 1) - month).days))
+                if d.weekday() == 6
+            ]
+            day = rnd.choice(sundays)
+            start = datetime(day.year, day.month, day.day, 2, 0, tzinfo=tz).astimezone(UTC)
+            maintenance.append((service, start, start + timedelta(hours=2), True))
+        extra = rnd.choice(monitored)  # one requested but not approved window
+        day = month + timedelta(days=rnd.randrange(3, 25))
+        start = datetime(day.year, day.month, day.day, 22, 0, tzinfo=ZoneInfo(self.clients[extra.client].tz))
+        maintenance.append((extra, start.astimezone(UTC), start.astimezone(UTC) + timedelta(hours=1), False))
+        for service, start, end, approved in maintenance:
+            ref = f"CHG-{service.code}-{start.astimezone(UTC):%Y%m%d}"
+            tz = self.clients[service.client].tz
+            self.drop.rows["maintenance"].append(
+                [service.code, _ts(start, tz), _ts(end, tz), ref, "true" if approved else "false"]
+            )
+        for service, start, end in outages:
+            self.drop.rows["outages"].append(
+                [service.code, _ts(start), _ts(end), f"ALERT-{rnd.randrange(10**6):06d}"]
+            )
+        # A monitoring gap (unmeasured time) on one service: 70 minutes without checks.
+        gap_service = rnd.choice(monitored)
+        gap_start = month_start + timedelta(minutes=5 * rnd.randrange(100, 8000))
+        gap_end = gap_start + timedelta(minutes=70)
+        for service in monitored:
+            down = [(s, e) for svc, s, e in outages if svc is service]
+            # Part of each approved maintenance window is down (and must not count as downtime).
+            down += [
+                (s, s + timedelta(minutes=20)) for svc, s, _e, ok in maintenance if svc is service and ok
+            ]
+            t = month_start
+            rows = self.drop.rows["checks"]
+            while t < month_end:
+                if not (service is gap_service and gap_start <= t < gap_end):
+                    is_down = any(s <= t < e for s, e in down)
+                    latency = "" if is_down else str(int(self.rnd.lognormvariate(0, 0.35) * 120))
+                    rows.append([service.code, _ts(t), "down" if is_down else "up", latency])
+                t += CHECK_INTERVAL
+        return outages
+
+    # -- satisfaction and improvement --------------------------------------------------------------------
+    def _survey(
+        self, client: Client, stype: str, sent: datetime, answered: datetime | None, **scores
+    ) -> None:
+        self.n_survey += 1
+        self.drop.rows["surveys"].append(
+            [
+                f"SRV{self.n_survey:06d}",
+                client.code,
+                stype,
+                scores.get("ticket_id", ""),
+                scores.get("service_code", ""),
+                _ts(sent, client.tz),
+                _ts(answered, client.tz) if answered and answered < self.end else "",
+                scores.get("csat", "") if answered and answered < self.end else "",
+                scores.get("nps", "") if answered and answered < self.end else "",
+                scores.get("ces", "") if answered and answered < self.end else "",
+                scores.get("comment", "") if answered and answered < self.end else "",
+            ]
+        )
+
+    def _month_feedback(self, month: date, tickets: list[_Ticket]) -> None:
+        rnd = self.rnd
+        for t in tickets:
+            if t.ticket_type not in ("incident", "request") or not t.resolved or t.resolved >= self.end:
+                continue
+            if rnd.random() >= 0.35:
+                continue
+            sent = t.resolved + timedelta(minutes=30)
+            if sent >= self.end:
+                continue
+            answered = (
+                sent + timedelta(minutes=rnd.randrange(10, 3 * 24 * 60)) if rnd.random() < 0.45 else None
+            )
+            csat = rnd.choices([1, 2, 3, 4, 5], weights=[5, 7, 13, 35, 40])[0]
+            self._survey(
+                t.client,
+                "transactional",
+                sent,
+                answered,
+                ticket_id=t.ticket_id,
+                service_code=t.service.code,
+                csat=csat,
+                ces=rnd.randint(1, 7),
+                comment=rnd.choice(COMMENTS) if rnd.random() < 0.3 else "",
+            )
+        for client in CLIENTS:
+            tz = ZoneInfo(client.tz)
+            sent = datetime(month.year, month.month, 15, 10, 0, tzinfo=tz)
+            for _ in range(8):
+                answered = sent + timedelta(hours=rnd.randrange(1, 200)) if rnd.random() < 0.7 else None
+                nps = rnd.choices(range(11), weights=[1, 1, 1, 2, 2, 3, 4, 8, 12, 14, 10])[0]
+                self._survey(client, "relationship", sent, answered, nps=nps)
+            review = datetime(month.year, month.month, 20, 14, 0, tzinfo=tz)
+            self._survey(
+                client,
+                "review",
+                review,
+                review + timedelta(hours=2),
+                csat=rnd.choice([3, 4, 4, 5]),
+                comment="Monthly service review feedback",
+            )
+            self._action(
+                client,
+                "review",
+                f"REVIEW-{client.code}-{month:%Y-%m}",
+                "Act on service review findings",
+                review + timedelta(hours=3),
+            )
+        for t in tickets:
+            if t.is_major and t.resolved and t.resolved < self.end:
+                self._action(
+                    t.client,
+                    "incident",
+                    t.ticket_id,
+                    f"Root cause and prevention for {t.ticket_id}",
+                    t.resolved + timedelta(days=1),
+                )
+
+    def _action(self, client: Client, source_type: str, ref: str, title: str, opened: datetime) -> None:
+        if opened >= self.end:
+            return
+        rnd = self.rnd
+        self.n_action += 1
+        due = (opened + timedelta(days=rnd.choice([7, 14, 30]))).date()
+        closed = opened + timedelta(days=rnd.randrange(2, 20))
+        if closed < self.end and rnd.random() < 0.8:
+            status = "done" if rnd.random() < 0.9 else "cancelled"
+        else:
+            status, closed = "open", None
+        self.drop.rows["sip_actions"].append(
+            [
+                f"SIP{self.n_action:05d}",
+                client.code,
+                source_type,
+                ref,
+                title,
+                rnd.choice(OWNERS),
+                _ts(opened, client.tz),
+                due.isoformat(),
+                status,
+                _ts(closed, client.tz) if closed else "",
+            ]
+        )
+
+    def run(self) -> _Drop:
+        for c in CLIENTS:
+            self.drop.rows["clients"].append([c.code, c.name, c.tz, c.country])
+        for s in SERVICES:
+            self.drop.rows["services"].append([s.code, s.client, s.name, s.calendar, s.criticality])
+        for i in range(self.months):
+            month = _add_months(self.start.date(), i)
+            outages = self._month_monitoring(month)
+            tickets = self._month_tickets(month, outages)
+            for t in sorted(tickets, key=lambda t: t.ticket_id):
+                self._emit_ticket(t)
+            self._month_feedback(month, tickets)
+        return self.drop
+
+
+def _write_csv(path: Path, header: Iterable[str], rows: list[list[object]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def generate(
+    out_dir: Path,
+    seed: int = 42,
+    start: date = date(2026, 10, 1),
+    months: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Write the demo drop (one CSV per canonical file) into ``out_dir``; returns rows per file."""
+    if months < 1:
+        raise ValueError("months must be >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drop = _Generator(seed, start, months).run()
+    counts = {}
+    for name, spec in ENTITY_BY_NAME.items():
+        rows = drop.rows[name]
+        key_idx = [spec.column_names.index(k) for k in spec.key]
+        rows.sort(key=lambda r: tuple(str(r[i]) for i in key_idx))
+        _write_csv(out_dir / f"{name}.csv", spec.column_names, rows)
+        counts[name] = len(rows)
+        if log:
+            log(f"{name}.csv: {len(rows)} rows")
+    return counts

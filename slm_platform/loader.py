@@ -1,0 +1,695 @@
+"""Load a drop of canonical files into the ``raw`` schema.
+
+Per file, in one transaction: stream the file with ``COPY`` into a temporary staging table of text
+columns, validate it set-based in SQL (bad rows go to ``raw.quarantine`` with file:line, reason and the
+raw record), upsert the good rows by key, record the batch and advance the watermark. Memory use does
+not depend on the file size: Python only ever holds one chunk of the stream.
+
+Line numbers: a CSV record's number counts the header as line 1; it equals the physical line as long as
+no quoted field holds a line break. JSONL line numbers are exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import psycopg2
+from psycopg2 import sql
+
+from slm_platform.canonical import (
+    BOOL,
+    DATE,
+    ENTITY_BY_NAME,
+    FILE_SUFFIXES,
+    INT,
+    LOAD_ORDER,
+    SMALLINT,
+    TSTZ,
+    EntitySpec,
+)
+from slm_platform.raw_schema import ensure_raw_schema
+
+Log = Callable[[str], None]
+
+COPY_CHUNK = 1 << 20  # bytes per read of the source stream during COPY
+BOM = b"\xef\xbb\xbf"
+DUPLICATE_REASON = "duplicate key in file"
+
+# ISO-8601 with an offset or Z; field ranges are checked here so that the later cast cannot fail
+# (day-of-month beyond 28 is checked separately, see _valid_day).
+TS_RE = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$"
+)
+# Looks like a date or a date-time but has no zone: refused, never guessed.
+NAIVE_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?$"
+DATE_RE = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+INT_RE = r"^[+-]?[0-9]{1,18}$"  # fits bigint; ranges are checked after
+# Validation runs the fast path (strict=False) and falls back to the strict one; tests force each alone.
+VALIDATION_PATHS: tuple[bool, ...] = (False, True)
+
+
+class LoadError(Exception):
+    """A file could not be loaded at all (unreadable, bad header, malformed CSV). Names the file."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: int
+    source: str
+    entity: str
+    file: str
+    rows_read: int
+    rows_loaded: int
+    rows_unchanged: int
+    rows_quarantined: int
+    high_water: object  # datetime | None: max time column of the rows written
+    seconds: float
+    status: str = "ok"
+    step_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (benchmarks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding the files of a drop
+
+
+def drop_files(drop_dir: Path) -> list[tuple[EntitySpec, Path]]:
+    """The canonical files present in ``drop_dir``, in load order (referenced entities first)."""
+    found = []
+    for name in LOAD_ORDER:
+        for suffix in FILE_SUFFIXES:
+            path = drop_dir / f"{name}{suffix}"
+            if path.is_file():
+                found.append((ENTITY_BY_NAME[name], path))
+    return found
+
+
+def _ignored_files(drop_dir: Path, used: list[Path]) -> list[str]:
+    return sorted(p.name for p in drop_dir.iterdir() if p.is_file() and p not in used)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Readers: turn a file into (staging columns, a byte stream of CSV for COPY)
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot open: {exc}") from exc
+
+
+@dataclass
+class _Staged:
+    columns: list[str]  # staging column names in COPY order (spec columns keep their canonical name)
+    stream: IO[bytes] | _JsonlAsCsv
+    jsonl: bool
+
+
+def _csv_header(path: Path, fh: IO[bytes], spec: EntitySpec) -> list[str]:
+    try:
+        first = fh.readline()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LoadError(f"{path}: cannot read: {exc}") from exc
+    if first.startswith(BOM):
+        first = first[len(BOM) :]
+    if not first.strip():
+        raise LoadError(f"{path}: empty file or empty header row (a CSV file needs a header)")
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"{path}: header is not UTF-8: {exc}") from exc
+    header = next(csv.reader([text]))
+    names: list[str] = []
+    for i, raw_name in enumerate(header, start=1):
+        name = raw_name.strip().lower()
+        if name in spec.column_names and name not in names:
+            names.append(name)
+        elif raw_name and raw_name not in names and len(raw_name.encode()) <= 63 and raw_name != "_line":
+            names.append(raw_name)  # extra column: kept in the staging row (and so in quarantine records)
+        else:
+            names.append(f"_extra_{i}")
+    missing_key = [c for c in spec.key if c not in names]
+    if missing_key:
+        raise LoadError(
+            f"{path}: header lacks key column(s) {', '.join(missing_key)} of {spec.name} "
+            f"(header: {', '.join(header)})"
+        )
+    missing_req = [c for c in spec.required if c not in names]
+    if missing_req:
+        raise LoadError(
+            f"{path}: header lacks required column(s) {', '.join(missing_req)} of {spec.name} "
+            f"(header: {', '.join(header)})"
+        )
+    return names
+
+
+class _JsonlAsCsv:
+    """File-like object turning JSON lines into CSV rows for COPY, one chunk at a time.
+
+    Columns: _line, _raw (the original object, as JSON text), _error (why the line is unusable), then
+    the spec's columns. Blank lines are skipped; a line that is not a JSON object becomes a row with
+    ``_error`` set, so that it is quarantined like any other bad row.
+    """
+
+    def __init__(self, path: Path, fh: IO[bytes], spec: EntitySpec):
+        self.path, self.fh, self.columns = path, fh, spec.column_names
+        self._lines = self._rows()
+
+    def _rows(self) -> Iterator[list[str | None]]:
+        for lineno, raw in enumerate(self.fh, start=1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            if not raw.strip():
+                continue
+            error, obj = None, None
+            try:
+                text = raw.decode("utf-8").strip()
+                obj = json.loads(text)
+                if not isinstance(obj, dict):
+                    error = f"not a JSON object: {type(obj).__name__}"
+                elif "\\u0000" in text:
+                    error = "NUL character in JSON"  # PostgreSQL text and jsonb cannot hold it
+            except UnicodeDecodeError as exc:
+                text, error = raw.decode("utf-8", "replace").strip(), f"invalid UTF-8: {exc.reason}"
+            except ValueError as exc:
+                error = f"invalid JSON: {exc}"
+            if error:
+                unparsed = json.dumps({"_unparsed": text.replace("\x00", "")})
+                yield [str(lineno), unparsed, error, *(None for _ in self.columns)]
+                continue
+            yield [str(lineno), text, None, *(_json_value(obj.get(c)) for c in self.columns)]
+
+    def read(self, size: int = -1) -> bytes:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        target = size if size and size > 0 else COPY_CHUNK
+        try:
+            for row in self._lines:
+                writer.writerow(row)
+                if buf.tell() >= target:
+                    break
+        except (OSError, EOFError, zlib.error) as exc:
+            raise LoadError(f"{self.path}: cannot read: {exc}") from exc
+        return buf.getvalue().encode("utf-8")
+
+
+def _json_value(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 250.0 is the integer 250
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _stage_source(path: Path, spec: EntitySpec) -> _Staged:
+    fh = _open(path)
+    if ".jsonl" in path.name:
+        return _Staged(["_line", "_raw", "_error", *spec.column_names], _JsonlAsCsv(path, fh, spec), True)
+    try:
+        return _Staged(_csv_header(path, fh, spec), fh, False)
+    except BaseException:
+        fh.close()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation SQL (generated from the spec)
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _col(name: str, present: set[str]) -> str:
+    return f's."{name}"' if name in present else "null::text"
+
+
+def _shown(expr: str) -> str:
+    """The offending value, quoted and shortened, for a reason text."""
+    return f"'''' || left({expr}, 60) || ''''"
+
+
+def _valid_day(expr: str) -> str:
+    """Day of month exists (the regex already bounded it to 01–31)."""
+    y = f"substr({expr}, 1, 4)::int"
+    days = (
+        f"case substr({expr}, 6, 2) when '02' then case when ({y} % 4 = 0 and {y} % 100 <> 0) "
+        f"or {y} % 400 = 0 then 29 else 28 end when '04' then 30 when '06' then 30 when '09' then 30 "
+        f"when '11' then 30 else 31 end"
+    )
+    return f"(substr({expr}, 9, 2) <= '28' or substr({expr}, 9, 2)::int <= {days})"
+
+
+def _typed(name: str, pgtype: str, present: set[str]) -> str:
+    """Cast expression of a staging column; only evaluated on rows that passed validation."""
+    expr = _col(name, present)
+    if pgtype == BOOL:
+        return f"lower({expr})::boolean"
+    return f"{expr}::{pgtype}"
+
+
+def _ref_alias(i: int) -> str:
+    return f"r{i}"
+
+
+_OFFSET_TAILS = ("%+__:__", "%Z", "%-__:__", "%z", "%+____", "%-____", "%+__", "%-__")
+
+
+def _cheap_iso_with_offset(e: str) -> str:
+    """Shape test with LIKE (a regex costs several µs per value in PostgreSQL; LIKE a fraction of it).
+
+    Only the fast path uses it: the cast that follows rejects what the shape lets through.
+    """
+    head = " or ".join(f"{e} like '____-__-__{sep}__:__%'" for sep in ("T", " ", "t"))
+    tail = " or ".join(f"{e} like '{p}'" for p in _OFFSET_TAILS)
+    return f"(({head}) and ({tail}))"
+
+
+def _reason_sql(spec: EntitySpec, present: set[str], jsonl: bool, strict: bool) -> tuple[str, str]:
+    """(CASE expression giving a row's first problem or null, FROM clause it needs).
+
+    ``strict=False`` is the fast path: cheap shape tests, then PostgreSQL's own casts decide validity; a
+    value the cast rejects raises an error and the caller re-runs with ``strict=True``, where regexes
+    guard every cast so that no value can raise. Both paths give the same reasons to the same rows.
+    """
+    whens: list[tuple[str, str]] = []
+    cast_cols = [(c, t) for c, t in spec.columns if c in present and t in (TSTZ, DATE, INT, SMALLINT)]
+
+    def cast(name: str) -> str:
+        # Fast path: each value is cast once, in the subquery below, and reused by every check.
+        pgtype = spec.type_of(name)
+        if strict:
+            return f's."{name}"::{"bigint" if pgtype in (INT, SMALLINT) else pgtype}'
+        return f's."__t_{name}"'
+
+    if jsonl:
+        whens.append(("s._error is not null", "s._error"))
+    for k in spec.key:
+        whens.append((f"{_col(k, present)} is null", _lit(f"missing key: {k}")))
+    for c in spec.required:
+        whens.append((f"{_col(c, present)} is null", _lit(f"missing value: {c}")))
+    for name, pgtype in spec.columns:
+        if name not in present:
+            continue
+        e = _col(name, present)
+        if pgtype == TSTZ:
+            bad = (
+                f"case when {e} ~ {_lit(NAIVE_TS_RE)} then {_lit(f'timestamp without offset in {name}: ')} "
+                f"else {_lit(f'bad timestamp in {name}: ')} end || {_shown(e)}"
+            )
+            if strict:
+                ok = f"(case when {e} ~ {_lit(TS_RE)} then {_valid_day(e)} else false end)"
+            else:
+                ok = f"({_cheap_iso_with_offset(e)} and {cast(name)} is not null)"
+            whens.append((f"{e} is not null and not {ok}", bad))
+        elif pgtype == DATE:
+            if strict:
+                ok = f"(case when {e} ~ {_lit(DATE_RE)} then {_valid_day(e)} else false end)"
+            else:
+                shape = f"length({e}) = 10 and substr({e}, 5, 1) = '-' and substr({e}, 8, 1) = '-'"
+                ok = f"({shape} and {cast(name)} is not null)"
+            whens.append((f"{e} is not null and not {ok}", f"{_lit(f'bad date in {name}: ')} || {_shown(e)}"))
+        elif pgtype == BOOL:
+            whens.append(
+                (f"lower({e}) not in ('true', 'false')", f"{_lit(f'bad boolean in {name}: ')} || {_shown(e)}")
+            )
+        elif pgtype in (INT, SMALLINT):
+            if strict:
+                whens.append((f"{e} !~ {_lit(INT_RE)}", f"{_lit(f'bad integer in {name}: ')} || {_shown(e)}"))
+            default = (-32768, 32767) if pgtype == SMALLINT else (-2147483648, 2147483647)
+            lo, hi = spec.ranges.get(name, default)
+            whens.append(
+                (
+                    f"{cast(name)} not between {lo} and {hi}",
+                    f"{_lit(f'{name} out of range {lo}..{hi}: ')} || {_shown(e)}",
+                )
+            )
+        if name in spec.enums:
+            allowed = spec.enums[name]
+            in_list = ", ".join(_lit(v) for v in allowed)
+            expected = _lit(" (expected one of " + ", ".join(allowed) + ")")
+            whens.append((f"{e} not in ({in_list})", f"{_lit(f'bad {name}: ')} || {_shown(e)} || {expected}"))
+        if name in spec.pattern_checks:
+            regex, what = spec.pattern_checks[name]
+            expected = _lit(f" (expected {what})")
+            whens.append((f"{e} !~ {_lit(regex)}", f"{_lit(f'bad {name}: ')} || {_shown(e)} || {expected}"))
+    joins = []
+    for zi, name in enumerate(c for c in spec.zone_columns if c in present):
+        joins.append(f'left join (select name from pg_timezone_names) z{zi} on z{zi}.name = s."{name}"')
+        shown = _shown(f's."{name}"')
+        whens.append(
+            (
+                f's."{name}" is not null and z{zi}.name is null',
+                f"{_lit(f'unknown time zone in {name}: ')} || {shown}",
+            )
+        )
+    for earlier, later in spec.order_checks:
+        if earlier in present and later in present:
+            whens.append(
+                (
+                    f"{cast(later)} < {cast(earlier)}",
+                    _lit(f"{later} before {earlier}"),
+                )
+            )
+    for ri, ref in enumerate(spec.references):
+        if ref.column not in present:
+            continue
+        alias = _ref_alias(ri)
+        target = ENTITY_BY_NAME[ref.entity].table
+        joins.append(f'left join {target} {alias} on {alias}."{ref.target_column}" = s."{ref.column}"')
+        whens.append(
+            (
+                f's."{ref.column}" is not null and {alias}."{ref.target_column}" is null',
+                f"{_lit(f'unknown {ref.column}: ')} || {_shown(f's.{ref.column}')}",
+            )
+        )
+        if spec.service_of_client and ref.entity == "services" and "client_code" in present:
+            whens.append(
+                (
+                    f"s.client_code is not null and {alias}.client_code <> s.client_code",
+                    f"'service_code ' || {_shown('s.service_code')} || ' belongs to client ' || "
+                    f"{_shown(f'{alias}.client_code')} || ', not ' || {_shown('s.client_code')}",
+                )
+            )
+    case = "case\n" + "\n".join(f"  when {cond} then {reason}" for cond, reason in whens) + "\nend"
+    if strict or not cast_cols:
+        source = "pg_temp.stg s"
+    else:
+        casts = ", ".join(
+            f's."{c}"::{"bigint" if t in (INT, SMALLINT) else t} as "__t_{c}"' for c, t in cast_cols
+        )
+        source = f"(select s.*, {casts} from pg_temp.stg s offset 0) s"  # offset 0: cast once per row
+    return case, source + "\n" + "\n".join(joins)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading one file
+
+
+def _copy_error(path: Path, exc: psycopg2.Error, jsonl: bool) -> LoadError:
+    context = getattr(exc.diag, "context", None) or ""
+    m = re.search(r"line (\d+)", context)
+    where = ""
+    if m and not jsonl:
+        where = f" at line {int(m.group(1)) + 1}"  # COPY counts from the first data line; the header is 1
+    msg = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
+    return LoadError(f"{path}: malformed file{where}: {msg}")
+
+
+class _Steps:
+    """Seconds spent per step of a load (reported by the benchmark)."""
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds[step] = round(now - self.last, 3)
+        self.last = now
+
+
+def _create_staging(cur, conn, staged: _Staged) -> None:
+    line_col = "_line bigint" if staged.jsonl else "_line bigint generated by default as identity (start 2)"
+    defs = sql.SQL(", ").join(
+        sql.SQL("{} text").format(sql.Identifier(c)) for c in staged.columns if c != "_line"
+    )
+    cur.execute(
+        sql.SQL("create temp table stg ({}, {}) on commit drop")
+        .format(sql.SQL(line_col), defs)
+        .as_string(conn)
+    )
+    cur.execute("create temp table bad (_line bigint not null, reason text not null) on commit drop")
+
+
+def _copy_into_staging(cur, conn, path: Path, staged: _Staged) -> int:
+    data_cols = [c for c in staged.columns if c != "_line"]
+    copy = sql.SQL("copy pg_temp.stg ({}) from stdin with (format csv, force_null ({}))").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in staged.columns),
+        sql.SQL(", ").join(sql.Identifier(c) for c in data_cols),
+    )
+    try:
+        cur.copy_expert(copy.as_string(conn), staged.stream, size=COPY_CHUNK)
+    except psycopg2.Error as exc:
+        raise _copy_error(path, exc, staged.jsonl) from exc
+    return cur.rowcount
+
+
+def _validate(cur, spec: EntitySpec, present: set[str], jsonl: bool) -> int:
+    """Fill ``bad`` with (line, first problem) of every invalid row; returns how many."""
+    cur.execute("savepoint slm_validate")
+    n_bad = 0
+    for strict in VALIDATION_PATHS:
+        case, from_clause = _reason_sql(spec, present, jsonl, strict)
+        try:
+            cur.execute(
+                f"insert into bad (_line, reason) select _line, reason from "
+                f"(select s._line, {case} as reason from {from_clause}) r where reason is not null"
+            )
+            n_bad = cur.rowcount
+            break
+        except psycopg2.DataError:
+            if strict:
+                raise
+            cur.execute("rollback to savepoint slm_validate")  # a value the fast path's casts refused
+    cur.execute("release savepoint slm_validate")
+    return n_bad
+
+
+def _mark_duplicates(cur, spec: EntitySpec, present: set[str]) -> int:
+    """All but the newest (tickets: highest updated_at, then last line) or last row of a key.
+
+    Runs on valid rows only (the invalid ones are gone from staging), so the typed casts cannot fail.
+    """
+    keys = ", ".join(_typed(k, spec.type_of(k), present) for k in spec.key)  # typed: 10:00Z = 12:00+02
+    order = f"{_typed(spec.updated_at, TSTZ, present)} desc, " if spec.updated_at else ""
+    cur.execute(
+        f"insert into bad (_line, reason) select _line, {_lit(DUPLICATE_REASON)} from ("
+        f" select s._line, row_number() over (partition by {keys} order by {order}s._line desc) rn"
+        f" from pg_temp.stg s where ({keys}) in ("
+        f"  select {keys} from pg_temp.stg s group by {keys} having count(*) > 1)"
+        f") d where rn > 1"
+    )
+    return cur.rowcount
+
+
+def _quarantine(cur, spec: EntitySpec, path: Path, jsonl: bool, batch_id: int, source: str) -> int:
+    """Move the rows listed in ``bad`` from staging to raw.quarantine; returns how many moved."""
+    raw_record = "s._raw::jsonb" if jsonl else "to_jsonb(s) - '_line'"
+    cur.execute(
+        f"insert into raw.quarantine (batch_id, source, entity, location, reason, raw_record) "
+        f"select %s, %s, %s, %s || ':' || b._line, b.reason, {raw_record} "
+        f"from bad b join pg_temp.stg s on s._line = b._line order by b._line",
+        (batch_id, source, spec.name, path.name),
+    )
+    moved = cur.rowcount
+    cur.execute("delete from pg_temp.stg s using bad b where s._line = b._line")
+    assert cur.rowcount == moved, (path, cur.rowcount, moved)
+    cur.execute("truncate bad")
+    return moved
+
+
+def _upsert(cur, spec: EntitySpec, present: set[str], batch_id: int, source: str):
+    """Update the keys that exist and changed, then insert the new keys. Returns (rows, max time)."""
+    names = spec.column_names
+    typed = {c: _typed(c, t, present) for c, t in spec.columns}
+    key_match = " and ".join(f"t.{k} = {typed[k]}" for k in spec.key)
+    if spec.updated_at:
+        changed = f"{typed[spec.updated_at]} > t.{spec.updated_at}"  # strictly newer replaces
+    else:
+        old_row = ", ".join(f"t.{c}" for c in names if c not in spec.key)
+        new_row = ", ".join(typed[c] for c in names if c not in spec.key)
+        changed = f"({old_row}) is distinct from ({new_row})"
+    sets = ", ".join(f"{c} = {typed[c]}" for c in names if c not in spec.key)
+    ret = f"t.{spec.time_column}" if spec.time_column else "null::timestamptz"
+    meta = "_batch_id = %(batch)s, _source = %(source)s, _loaded_at = now()"
+    params = {"batch": batch_id, "source": source}
+    # An update joins on the key first, so casts run only for rows whose key already exists.
+    cur.execute(
+        f"with u as (update {spec.table} t set {sets}, {meta} from pg_temp.stg s "
+        f"where {key_match} and {changed} returning {ret} as w) select count(*), max(w) from u",
+        params,
+    )
+    updated, hw_u = cur.fetchone()
+    cols = ", ".join([*names, "_batch_id", "_source", "_loaded_at"])
+    values = ", ".join([typed[c] for c in names] + ["%(batch)s", "%(source)s", "now()"])
+    exists = f"exists (select 1 from {spec.table} t where {key_match})"
+    where = f"where not {exists}"
+    cur.execute(
+        f"with i as (insert into {spec.table} as t ({cols}) select {values} from pg_temp.stg s {where} "
+        f"returning {ret} as w) select count(*), max(w) from i",
+        params,
+    )
+    inserted, hw_i = cur.fetchone()
+    high_water = max((h for h in (hw_u, hw_i) if h is not None), default=None)
+    return updated + inserted, high_water
+
+
+def _load_file(conn, spec: EntitySpec, path: Path, source: str) -> BatchResult:
+    steps = _Steps()
+    staged = _stage_source(path, spec)
+    present = set(staged.columns) & set(spec.column_names)
+    try:
+        with conn.cursor() as cur:
+            # One loader per entity at a time: two concurrent loads of one key would otherwise race.
+            cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"slm_platform.loader.{spec.name}",))
+            cur.execute("set local work_mem = '64MB'")
+            cur.execute(
+                "insert into raw.load_batches (source, entity, file, started_at, status) "
+                "values (%s, %s, %s, clock_timestamp(), 'running') returning batch_id",
+                (source, spec.name, str(path)),
+            )
+            batch_id = cur.fetchone()[0]
+            _create_staging(cur, conn, staged)
+            rows_read = _copy_into_staging(cur, conn, path, staged)
+            steps.mark("copy")
+
+            n_bad = _validate(cur, spec, present, staged.jsonl)
+            quarantined = _quarantine(cur, spec, path, staged.jsonl, batch_id, source) if n_bad else 0
+            steps.mark("validate")
+            n_dup = _mark_duplicates(cur, spec, present)
+            quarantined += _quarantine(cur, spec, path, staged.jsonl, batch_id, source) if n_dup else 0
+            n_bad += n_dup
+            cur.execute("select count(*) from pg_temp.stg")
+            candidates = cur.fetchone()[0]
+            steps.mark("duplicates")
+
+            loaded, high_water = _upsert(cur, spec, present, batch_id, source)
+            steps.mark("upsert")
+            unchanged = candidates - loaded
+            # Independently obtained counts must add up: COPY's rows, the quarantine insert, the good rows.
+            assert quarantined == n_bad, (path, quarantined, n_bad)
+            assert 0 <= loaded <= candidates, (path, loaded, candidates)
+            assert rows_read == loaded + unchanged + quarantined, (
+                path,
+                rows_read,
+                loaded,
+                unchanged,
+                quarantined,
+            )
+
+            if high_water is not None:
+                cur.execute(
+                    "insert into raw.watermarks (source, entity, high_water) values (%s, %s, %s) "
+                    "on conflict (source, entity) do update set "
+                    "high_water = greatest(raw.watermarks.high_water, excluded.high_water), "
+                    "updated_at = now()",
+                    (source, spec.name, high_water),
+                )
+            cur.execute(
+                "update raw.load_batches set finished_at = clock_timestamp(), rows_read = %s, "
+                "rows_loaded = %s, rows_unchanged = %s, rows_quarantined = %s, status = 'ok' "
+                "where batch_id = %s",
+                (rows_read, loaded, unchanged, quarantined, batch_id),
+            )
+        conn.commit()
+    finally:
+        getattr(staged.stream, "fh", staged.stream).close()
+    steps.mark("commit")
+    return BatchResult(
+        batch_id,
+        source,
+        spec.name,
+        str(path),
+        rows_read,
+        loaded,
+        unchanged,
+        quarantined,
+        high_water,
+        round(time.monotonic() - steps.t0, 3),
+        step_seconds=steps.seconds,
+    )
+
+
+def _record_failure(conn, spec: EntitySpec, path: Path, source: str, error: str) -> None:
+    """Leave a trace of the failed file in raw.load_batches (its data was rolled back)."""
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into raw.load_batches (source, entity, file, started_at, finished_at, status, error) "
+            "values (%s, %s, %s, clock_timestamp(), clock_timestamp(), 'failed', %s)",
+            (source, spec.name, str(path), error),
+        )
+    conn.commit()
+
+
+def connect(dsn: str):
+    conn = psycopg2.connect(dsn)
+    conn.set_client_encoding("UTF8")
+    with conn.cursor() as cur:
+        # Staging lives in temp tables: keep them in memory (must be set before the first temp access).
+        cur.execute("set temp_buffers = '128MB'")
+    conn.commit()
+    return conn
+
+
+def load_file(dsn: str, path: Path, entity: str, source: str = "canonical") -> BatchResult:
+    """Load one file as the given canonical entity (e.g. a file not named after its entity)."""
+    spec = ENTITY_BY_NAME[entity]
+    conn = connect(dsn)
+    try:
+        ensure_raw_schema(conn)
+        return _load_guarded(conn, spec, Path(path), source)
+    finally:
+        conn.close()
+
+
+def _load_guarded(conn, spec: EntitySpec, path: Path, source: str) -> BatchResult:
+    try:
+        return _load_file(conn, spec, path, source)
+    except LoadError as exc:
+        _record_failure(conn, spec, path, source, str(exc))
+        raise
+    except psycopg2.Error as exc:
+        err = LoadError(f"{path}: database error while loading {spec.name}: {str(exc).strip()}")
+        _record_failure(conn, spec, path, source, str(err))
+        raise err from exc
+
+
+def load_drop(
+    dsn: str, drop_dir: Path, source: str = "canonical", log: Log | None = None
+) -> list[BatchResult]:
+    """Load every canonical file present in ``drop_dir``; one transaction and one batch per file.
+
+    Stops at the first file that cannot be loaded at all (raising :class:`LoadError` naming it); files
+    loaded before it stay committed. Bad rows are not errors: they are quarantined and counted.
+    """
+    drop_dir = Path(drop_dir)
+    if not drop_dir.is_dir():
+        raise LoadError(f"{drop_dir}: not a directory")
+    files = drop_files(drop_dir)
+    say = log or (lambda _msg: None)
+    for name in _ignored_files(drop_dir, [p for _, p in files]):
+        say(f"{name}: not a canonical data file, ignored")
+    if not files:
+        say(f"{drop_dir}: no canonical file found")
+        return []
+    results = []
+    conn = connect(dsn)
+    try:
+        ensure_raw_schema(conn)
+        for spec, path in files:
+            r = _load_guarded(conn, spec, path, source)
+            say(
+                f"{path.name}: read {r.rows_read}, loaded {r.rows_loaded}, unchanged {r.rows_unchanged}, "
+                f"quarantined {r.rows_quarantined} ({r.seconds:.2f} s)"
+            )
+            results.append(r)
+    finally:
+        conn.close()
+    return results

@@ -1,0 +1,68 @@
+"""DDL of the ``raw`` schema: one table per canonical file plus the loader's bookkeeping tables.
+
+Idempotent (``if not exists`` everywhere): safe to run before every load.
+"""
+
+from __future__ import annotations
+
+from slm_platform.canonical import ENTITIES, META_COLUMNS, EntitySpec
+
+BOOKKEEPING_DDL = """
+create table if not exists raw.load_batches (
+    batch_id          bigserial primary key,
+    source            text not null,
+    entity            text not null,
+    file              text not null,
+    started_at        timestamptz not null,
+    finished_at       timestamptz,
+    rows_read         bigint,
+    rows_loaded       bigint,
+    rows_unchanged    bigint,
+    rows_quarantined  bigint,
+    status            text not null check (status in ('running', 'ok', 'failed')),
+    error             text
+);
+create table if not exists raw.quarantine (
+    quarantine_id   bigserial primary key,
+    batch_id        bigint not null references raw.load_batches (batch_id),
+    source          text not null,
+    entity          text not null,
+    location        text not null,
+    reason          text not null,
+    raw_record      jsonb not null,
+    quarantined_at  timestamptz not null default now()
+);
+create index if not exists quarantine_batch_idx on raw.quarantine (batch_id);
+create table if not exists raw.watermarks (
+    source      text not null,
+    entity      text not null,
+    high_water  timestamptz not null,
+    updated_at  timestamptz not null default now(),
+    primary key (source, entity)
+);
+"""
+
+
+def entity_ddl(spec: EntitySpec) -> str:
+    cols = [f"    {name} {pgtype}" for name, pgtype in spec.columns]
+    cols += [f"    {name} {pgtype} not null" for name, pgtype in META_COLUMNS]
+    cols.append(f"    primary key ({', '.join(spec.key)})")
+    return f"create table if not exists {spec.table} (\n" + ",\n".join(cols) + "\n);"
+
+
+def raw_schema_sql() -> str:
+    parts = ["create schema if not exists raw;"]
+    parts += [entity_ddl(spec) for spec in ENTITIES]
+    parts.append(BOOKKEEPING_DDL)
+    return "\n".join(parts)
+
+
+def ensure_raw_schema(conn) -> None:
+    """Create the raw schema and its tables if missing (psycopg2 connection; commits).
+
+    An advisory lock serialises concurrent callers: ``create ... if not exists`` alone can still race.
+    """
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(hashtext('slm_platform.raw_schema'))")
+        cur.execute(raw_schema_sql())
+    conn.commit()
