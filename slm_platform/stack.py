@@ -85,7 +85,17 @@ def _save_state(state: dict) -> None:
     write_private_json(state_file(), state)
 
 
-def _pick_port(current: int | None, running: bool) -> int:
+def _pick_port(current: int | None, running: bool, fixed_env: str | None = None) -> int:
+    """Keep the port a service already has; else a free one, or the one fixed by ``fixed_env``."""
+    fixed = os.environ.get(fixed_env) if fixed_env else None
+    if fixed:
+        port = int(fixed)
+        if not running and not procs.port_is_free(port):
+            raise StackError(
+                f"port {port} ({fixed_env}) is in use by another program on 127.0.0.1: stop it, choose "
+                f"another port, or unset {fixed_env} to let the stack pick a free one"
+            )
+        return port
     if current and (running or procs.port_is_free(current)):
         return current
     return procs.free_port()
@@ -116,7 +126,7 @@ def pg_up(log: Log) -> PgServer:
             log(f"    initialising a PostgreSQL cluster in {cluster.root}")
             cluster.init()
         running = cluster.running()
-        cluster.port = _pick_port(cluster.port or None, running)
+        cluster.port = _pick_port(cluster.port or None, running, "SLM_PORT_PG")
         if not running:
             cluster.start()
         state["pg"] = {
@@ -236,8 +246,8 @@ def airflow_up(log: Log) -> str:
     state, creds = _state(), credentials()
     af = state.setdefault("airflow", {})
     running = procs.is_running(_run_dir(), "airflow-api-server")
-    for key in ("api_port", "worker_log_port", "trigger_log_port"):
-        af[key] = _pick_port(af.get(key), running)
+    for key, fixed in (("api_port", "SLM_PORT_AIRFLOW"), ("worker_log_port", None), ("trigger_log_port", None)):
+        af[key] = _pick_port(af.get(key), running, fixed)
     _save_state(state)
     env = airflow_env(state, creds)
     pw_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
@@ -274,7 +284,7 @@ def superset_up(log: Log) -> str:
     state, creds = _state(), credentials()
     ss = state.setdefault("superset", {})
     running = procs.is_running(_run_dir(), "superset")
-    ss["port"] = _pick_port(ss.get("port"), running)
+    ss["port"] = _pick_port(ss.get("port"), running, "SLM_PORT_SUPERSET")
     _save_state(state)
     env = superset_env()
     marker = slm_home() / "superset" / ".initialised"

@@ -76,3 +76,20 @@ def test_clear_error_on_bad_component(own_home: Path) -> None:
     proc = slm(own_home, "stack", "up", "--only", "pg,kafka", check=False)
     assert proc.returncode == 1
     assert "unknown component" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_a_clear_error(own_home: Path) -> None:
+    import os
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        os.environ["SLM_PORT_PG"] = str(port)
+        try:
+            proc = slm(own_home, "stack", "up", "--only", "pg", check=False)
+        finally:
+            del os.environ["SLM_PORT_PG"]
+    assert proc.returncode == 1
+    assert f"port {port} (SLM_PORT_PG) is in use" in proc.stderr and "Traceback" not in proc.stderr
