@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -94,38 +95,41 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _run_nightly(run_date: date, drop: Path | None) -> None:
+    """Run the nightly DAG with ``airflow dags test`` (in-process, recorded in Airflow's metadata)."""
     from slm_platform import dbt_runner, stack
     from slm_platform.settings import venv_bin
 
     env = stack.airflow_env()
     dbt_runner.dbt_parse(dbt_runner.dbt_env(stack.pg_server()))
     conf = {"drop": str(drop.resolve())} if drop else {}
-    _say(f"==> running DAG {NIGHTLY_DAG} for {run_date} (airflow dags test)")
+    _say(f"==> running DAG {NIGHTLY_DAG} on {run_date} (covers {run_date - timedelta(days=1)})")
     cmd = [str(venv_bin("airflow", "airflow")), "dags", "test", NIGHTLY_DAG, run_date.isoformat()]
     if conf:
         cmd += ["-c", json.dumps(conf)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     log_file = Path(env["SLM_HOME"]) / "logs" / f"nightly-{run_date}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    log_file.write_text(proc.stdout + proc.stderr)
-    state = _dag_run_state(proc.stdout + proc.stderr)
+    state = None
+    with open(log_file, "w") as log, subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if m := _TASK_END.search(line):
+                _say(f"    finished {m.group(1)}")
+            if "DagRun Finished" in line and (m := _RUN_STATE.search(line)):
+                state = m.group(1)
     if proc.returncode != 0 or state != "success":
         raise StackError(f"the nightly DAG ended in state {state!r}; full log: {log_file}")
     _say(f"    DAG run succeeded (log: {log_file})")
 
 
-def _dag_run_state(output: str) -> str | None:
-    # `airflow dags test` ends with a line such as "... state=success ..." for the dag run.
-    for line in reversed(output.splitlines()):
-        if "DagRun Finished" in line or "dag_run_state" in line or "Dag run" in line and "state" in line:
-            for st in ("success", "failed"):
-                if st in line:
-                    return st
-    return None
+_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+_RUN_STATE = re.compile(r"\bstate=(\w+)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    run_date = args.date or date.today() - timedelta(days=1)
+    run_date = args.date or date.today()
     _run_nightly(run_date, Path(args.drop) if args.drop else None)
     return 0
 
@@ -195,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a DAG")
     s.add_argument("dag", choices=["nightly"])
-    s.add_argument("--date", type=date.fromisoformat, help="logical date (default: yesterday)")
+    s.add_argument("--date", type=date.fromisoformat,
+                   help="run date D (default: today); the run covers the day before, [D-1, D)")
     s.add_argument("--drop", help="extract from this drop folder instead of the configured sources")
     s.set_defaults(func=cmd_run)
 
@@ -209,16 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_superset)
 
     s = sub.add_parser("demo", help="start the stack, load demo data, run the nightly DAG, provision Superset")
-    s.add_argument("--date", type=date.fromisoformat, default=date(2026, 10, 31))
+    s.add_argument("--date", type=date.fromisoformat, default=date(2026, 11, 1))
     s.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from slm_platform.dbt_runner import DbtError
+
     try:
         return args.func(args)
-    except StackError as exc:
+    except (StackError, DbtError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

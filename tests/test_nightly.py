@@ -52,7 +52,7 @@ def test_dag_run_recorded_in_airflow(demo_stack: DemoStack) -> None:
         f"{demo_stack.airflow_url}/api/v2/dags/slm_nightly/dagRuns",
         headers={"Authorization": f"Bearer {token}"}, timeout=30,
     ).json()["dag_runs"]
-    assert any(r["state"] == "success" and r["logical_date"].startswith("2026-10-31") for r in runs), runs
+    assert any(r["state"] == "success" and r["logical_date"].startswith("2026-11-01") for r in runs), runs
 
 
 def test_mart_matches_independent_count(demo_stack: DemoStack) -> None:
@@ -65,7 +65,7 @@ def test_rerun_is_idempotent(demo_stack: DemoStack) -> None:
     dsn = demo_stack.warehouse_dsn
     before_raw = _query(dsn, "select count(*) from raw.tickets")[0][0]
     before_mart = _mart(dsn)
-    slm(demo_stack.home, "run", "nightly", "--date", "2026-10-31", "--drop",
+    slm(demo_stack.home, "run", "nightly", "--date", "2026-11-01", "--drop",
         str(demo_stack.home / "drops" / "demo"))
     assert _query(dsn, "select count(*) from raw.tickets")[0][0] == before_raw
     assert _mart(dsn) == before_mart
@@ -85,13 +85,13 @@ def test_quality_gate_blocks_publish(demo_stack: DemoStack) -> None:
     # Bypass the loader (as a manual fix or a faulty connector would) to put a bad priority in raw.
     _query(dsn, "update raw.tickets set priority = 'P9' where ticket_id = %s", (ticket,))
     try:
-        proc = slm(demo_stack.home, "run", "nightly", "--date", "2026-11-01", "--drop",
+        proc = slm(demo_stack.home, "run", "nightly", "--date", "2026-11-02", "--drop",
                    str(demo_stack.home / "drops" / "demo"), check=False)
         assert proc.returncode == 1
         assert "ERROR: the nightly DAG ended in state 'failed'" in proc.stderr
         assert "Traceback" not in proc.stderr
         assert _mart(dsn) == before
-        log = (demo_stack.home / "logs" / "nightly-2026-11-01.log").read_text()
+        log = (demo_stack.home / "logs" / "nightly-2026-11-02.log").read_text()
         assert "expect_column_values_to_be_in_set" in log
     finally:
         _query(dsn, "update raw.tickets set priority = %s where ticket_id = %s", (priority, ticket))
