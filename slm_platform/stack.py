@@ -261,7 +261,12 @@ def airflow_up(log: Log) -> str:
     # keeps dbt's partial-parse cache valid for them.
     dbt_runner.dbt_parse(dbt_runner.dbt_env(pg_server()))
     for svc in AIRFLOW_SERVICES:
-        procs.start(_run_dir(), _log_dir(), f"airflow-{svc}", [str(venv_bin("airflow", "airflow")), svc], env)
+        cmd = [str(venv_bin("airflow", "airflow")), svc]
+        if svc in ("scheduler", "triggerer"):
+            # Their log servers would bind every interface; here all components share one log folder,
+            # so the api-server reads task logs from disk and nothing listens beyond loopback.
+            cmd.append("--skip-serve-logs")
+        procs.start(_run_dir(), _log_dir(), f"airflow-{svc}", cmd, env)
     url = env["AIRFLOW__API__BASE_URL"]
     procs.wait_http(f"{url}/api/v2/monitor/health", 180, "Airflow", _log_dir() / "airflow-api-server.log")
     return url

@@ -93,3 +93,62 @@ def test_port_in_use_is_a_clear_error(own_home: Path) -> None:
             del os.environ["SLM_PORT_PG"]
     assert proc.returncode == 1
     assert f"port {port} (SLM_PORT_PG) is in use" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _listening_sockets() -> dict[int, str]:
+    """inode -> local address of every listening TCP socket (IPv4 and IPv6)."""
+    out: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A":  # LISTEN
+                addr_hex, port_hex = f[1].split(":")
+                if len(addr_hex) == 8:
+                    addr = ".".join(str(int(addr_hex[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                elif addr_hex == "0" * 32:
+                    addr = "::"
+                elif addr_hex == "00000000000000000000000001000000":
+                    addr = "::1"
+                else:
+                    addr = addr_hex
+                out[int(f[9])] = f"{addr}:{int(port_hex, 16)}"
+    return out
+
+
+def _pids_in_groups(pgids: set[int]) -> set[int]:
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def test_every_service_listens_on_loopback_only(demo_stack) -> None:
+    """Airflow, Superset and PostgreSQL of the stack: no socket bound beyond 127.0.0.1 / ::1."""
+    pgids = {int(p.read_text()) for p in (demo_stack.home / "run").glob("*.pid")}
+    state = json.loads((demo_stack.home / "stack.json").read_text())
+    postmaster = Path(state["pg"]["root"]) / "data" / "postmaster.pid"
+    pgids.add(int(postmaster.read_text().split()[0]))
+    listening = _listening_sockets()
+    found = []
+    for pid in _pids_in_groups(pgids) | pgids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[8:-1])
+                if inode in listening:
+                    found.append(listening[inode])
+    assert len(found) >= 3, found  # postgres, airflow api-server, superset at least
+    exposed = [a for a in found if not (a.startswith("127.") or a.startswith("::1:"))]
+    assert exposed == [], f"listening beyond loopback: {exposed}"
