@@ -59,8 +59,14 @@ def slm_nightly() -> None:
         results = load_drop(_warehouse_dsn(), Path(landing), source="canonical")
         # XCom keeps the batch reconciliation (read = loaded + unchanged + quarantined) per file.
         return [
-            {"entity": r.entity, "batch_id": r.batch_id, "read": r.rows_read, "loaded": r.rows_loaded,
-             "unchanged": r.rows_unchanged, "quarantined": r.rows_quarantined}
+            {
+                "entity": r.entity,
+                "batch_id": r.batch_id,
+                "read": r.rows_read,
+                "loaded": r.rows_loaded,
+                "unchanged": r.rows_unchanged,
+                "quarantined": r.rows_quarantined,
+            }
             for r in results
         ]
 

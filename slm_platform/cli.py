@@ -42,12 +42,16 @@ def _print_status(st: dict) -> None:
     if "postgresql" in st:
         pg = st["postgresql"]
         kind = "existing server" if pg["external"] else "embedded cluster"
-        _say(f"PostgreSQL:   {'running' if pg['running'] else 'stopped'} ({kind}) on {pg['host']}:{pg['port']}")
+        _say(
+            f"PostgreSQL:   {'running' if pg['running'] else 'stopped'} ({kind}) on {pg['host']}:{pg['port']}"
+        )
         _say(f"Warehouse:    {pg['warehouse_dsn']}   (./slm dsn prints it with the password)")
     for name in ("airflow", "superset"):
         if name in st:
             s = st[name]
-            _say(f"{name.capitalize():13} {'running' if s['running'] else 'stopped'} at {s['url']}  login: {s['login']}")
+            _say(
+                f"{name.capitalize():13} {'running' if s['running'] else 'stopped'} at {s['url']}  login: {s['login']}"
+            )
     _say(f"Credentials:  {st['credentials_file']}")
 
 
@@ -109,9 +113,10 @@ def _run_nightly(run_date: date, drop: Path | None) -> None:
     log_file = Path(env["SLM_HOME"]) / "logs" / f"nightly-{run_date}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     state = None
-    with open(log_file, "w") as log, subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
+    with (
+        open(log_file, "w") as log,
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -126,6 +131,33 @@ def _run_nightly(run_date: date, drop: Path | None) -> None:
 
 _TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
 _RUN_STATE = re.compile(r"\bstate=(\w+)")
+
+
+def cmd_import_servicenow_export(args: argparse.Namespace) -> int:
+    """Convert a ServiceNow audit-log export to a canonical drop, then load it like any drop."""
+    from slm_platform.servicenow.export import convert_export
+    from slm_platform.settings import slm_home
+
+    out = Path(args.out) if args.out else slm_home() / "drops" / "servicenow_export"
+    try:
+        res = convert_export(
+            args.file,
+            out,
+            timezone=args.timezone,
+            client_code=args.client,
+            client_name=args.client_name,
+            country=args.country,
+            calendar_code=args.calendar,
+            ambiguous=args.ambiguous,
+        )
+    except (ValueError, OSError) as exc:
+        raise StackError(f"cannot convert {args.file}: {exc}") from exc
+    _say(
+        f"converted {res.rows_read} rows: {res.tickets} tickets, {res.events} events, {res.services} services "
+        f"in {res.seconds:.1f}s → {out}"
+    )
+    args.dir, args.source = str(out), "servicenow_export"
+    return cmd_import(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -197,10 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", default="canonical")
     s.set_defaults(func=cmd_import)
 
+    s = sub.add_parser(
+        "import-servicenow-export",
+        help="convert a ServiceNow incident audit-log export (CSV, .gz) and load it",
+    )
+    s.add_argument("file")
+    s.add_argument("--timezone", required=True, help="IANA zone of the export's zone-less timestamps")
+    s.add_argument("--client", default="SNOW", help="client_code the incidents belong to")
+    s.add_argument("--client-name")
+    s.add_argument("--country", help="ISO country code of the client (public holidays)")
+    s.add_argument("--calendar", default="24x7", help="calendar_code of the services created")
+    s.add_argument(
+        "--ambiguous",
+        choices=["earlier", "later", "error"],
+        default="earlier",
+        help="DST fall-back wall times: which instant to take",
+    )
+    s.add_argument("--out", help="folder for the converted drop (default: $SLM_HOME/drops/servicenow_export)")
+    s.set_defaults(func=cmd_import_servicenow_export)
+
     s = sub.add_parser("run", help="run a DAG")
     s.add_argument("dag", choices=["nightly"])
-    s.add_argument("--date", type=date.fromisoformat,
-                   help="run date D (default: today); the run covers the day before, [D-1, D)")
+    s.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        help="run date D (default: today); the run covers the day before, [D-1, D)",
+    )
     s.add_argument("--drop", help="extract from this drop folder instead of the configured sources")
     s.set_defaults(func=cmd_run)
 
@@ -213,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["provision"])
     s.set_defaults(func=cmd_superset)
 
-    s = sub.add_parser("demo", help="start the stack, load demo data, run the nightly DAG, provision Superset")
+    s = sub.add_parser(
+        "demo", help="start the stack, load demo data, run the nightly DAG, provision Superset"
+    )
     s.add_argument("--date", type=date.fromisoformat, default=date(2026, 11, 1))
     s.set_defaults(func=cmd_demo)
     return p

@@ -102,11 +102,22 @@ class Cluster:
         pwfile.chmod(0o600)
         try:
             proc = subprocess.run(
-                self._cmd([
-                    str(bindir / "initdb"), "-D", str(self.datadir), "-U", self.superuser,
-                    f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
-                ]),
-                capture_output=True, text=True,
+                self._cmd(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(self.datadir),
+                        "-U",
+                        self.superuser,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -143,11 +154,23 @@ class Cluster:
             self.logfile.touch()
             shutil.chown(self.logfile, user, user)
         proc = subprocess.run(
-            self._cmd([
-                str(bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-                "-o", f"-p {self.port}", "-w", "-t", "60", "start",
-            ]),
-            capture_output=True, text=True,
+            self._cmd(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.logfile),
+                    "-o",
+                    f"-p {self.port}",
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             tail = self.logfile.read_text()[-1500:] if self.logfile.exists() else ""
@@ -159,7 +182,8 @@ class Cluster:
         bindir = find_bindir()
         subprocess.run(
             self._cmd([str(bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"]),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         deadline = time.time() + 30
         while self.running() and time.time() < deadline:

@@ -10,8 +10,9 @@ BUILD_SCHEMA = "marts_build"
 PUBLISHED_SCHEMA = "marts"
 
 
-def publish_marts(dsn: str, build: str = BUILD_SCHEMA, target: str = PUBLISHED_SCHEMA,
-                  reader: str = READER_ROLE) -> list[str]:
+def publish_marts(
+    dsn: str, build: str = BUILD_SCHEMA, target: str = PUBLISHED_SCHEMA, reader: str = READER_ROLE
+) -> list[str]:
     """Rename ``build`` to ``target`` atomically; readers never see a half-built mart.
 
     Returns the published table names. Raises if there is nothing built (a failed or skipped dbt run).
@@ -33,14 +34,21 @@ def publish_marts(dsn: str, build: str = BUILD_SCHEMA, target: str = PUBLISHED_S
             cur.execute("select 1 from pg_namespace where nspname = %s", (target,))
             if cur.fetchone():
                 cur.execute(sql.SQL("alter schema {} rename to {}").format(sql.Identifier(target), old))
-            cur.execute(sql.SQL("alter schema {} rename to {}").format(sql.Identifier(build),
-                                                                        sql.Identifier(target)))
+            cur.execute(
+                sql.SQL("alter schema {} rename to {}").format(sql.Identifier(build), sql.Identifier(target))
+            )
             cur.execute("select 1 from pg_roles where rolname = %s", (reader,))
             if cur.fetchone():
-                cur.execute(sql.SQL("grant usage on schema {} to {}").format(
-                    sql.Identifier(target), sql.Identifier(reader)))
-                cur.execute(sql.SQL("grant select on all tables in schema {} to {}").format(
-                    sql.Identifier(target), sql.Identifier(reader)))
+                cur.execute(
+                    sql.SQL("grant usage on schema {} to {}").format(
+                        sql.Identifier(target), sql.Identifier(reader)
+                    )
+                )
+                cur.execute(
+                    sql.SQL("grant select on all tables in schema {} to {}").format(
+                        sql.Identifier(target), sql.Identifier(reader)
+                    )
+                )
             cur.execute(sql.SQL("drop schema if exists {} cascade").format(old))
     finally:
         conn.close()

@@ -116,8 +116,11 @@ def pg_up(log: Log) -> PgServer:
     if external:
         url = urlparse(external)
         state["pg"] = {
-            "external": True, "host": url.hostname or "127.0.0.1", "port": url.port or 5432,
-            "user": unquote(url.username or "postgres"), "password": unquote(url.password or ""),
+            "external": True,
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or 5432,
+            "user": unquote(url.username or "postgres"),
+            "password": unquote(url.password or ""),
         }
         log(f"    using the existing PostgreSQL server at {url.hostname}:{url.port or 5432} (SLM_PG_URL)")
     else:
@@ -130,8 +133,12 @@ def pg_up(log: Log) -> PgServer:
         if not running:
             cluster.start()
         state["pg"] = {
-            "external": False, "host": "127.0.0.1", "port": cluster.port, "user": PG_SUPERUSER,
-            "password": creds["pg_password"], "root": str(cluster.root),
+            "external": False,
+            "host": "127.0.0.1",
+            "port": cluster.port,
+            "user": PG_SUPERUSER,
+            "password": creds["pg_password"],
+            "root": str(cluster.root),
         }
     _save_state(state)
     server = PgServer(state["pg"]["host"], state["pg"]["port"], state["pg"]["user"], state["pg"]["password"])
@@ -194,43 +201,45 @@ def airflow_env(state: dict | None = None, creds: dict | None = None) -> dict[st
     api = f"http://127.0.0.1:{af.get('api_port', 8080)}"
     warehouse = server.dsn(WAREHOUSE_DB)
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__FERNET_KEY": creds["airflow_fernet_key"],
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": server.dsn(AIRFLOW_DB).replace(
-            "postgresql://", "postgresql+psycopg2://", 1
-        ),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(af.get("api_port", 8080)),
-        "AIRFLOW__API__BASE_URL": api,
-        "AIRFLOW__API__SECRET_KEY": creds["airflow_api_secret"],
-        "AIRFLOW__API_AUTH__JWT_SECRET": creds["airflow_jwt_secret"],
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(af.get("worker_log_port", 8793)),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(af.get("trigger_log_port", 8794)),
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
-        "GX_ANALYTICS_ENABLED": "false",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "AIRFLOW_CONN_SLM_WAREHOUSE": warehouse,
-        "SLM_WAREHOUSE_DSN": warehouse,
-        "SLM_PG_HOST": server.host,
-        "SLM_PG_PORT": str(server.port),
-        "SLM_PG_USER": server.user,
-        "SLM_PG_PASSWORD": server.password,
-        "SLM_PG_DBNAME": WAREHOUSE_DB,
-        "SLM_HOME": str(slm_home()),
-        "SLM_DBT_EXECUTABLE": str(venv_bin("dbt", "dbt")),
-        "PATH": f"{venv_bin('airflow', 'python').parent}:{os.environ.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__FERNET_KEY": creds["airflow_fernet_key"],
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": server.dsn(AIRFLOW_DB).replace(
+                "postgresql://", "postgresql+psycopg2://", 1
+            ),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(af.get("api_port", 8080)),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__SECRET_KEY": creds["airflow_api_secret"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": creds["airflow_jwt_secret"],
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(af.get("worker_log_port", 8793)),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(af.get("trigger_log_port", 8794)),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
+            "GX_ANALYTICS_ENABLED": "false",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "AIRFLOW_CONN_SLM_WAREHOUSE": warehouse,
+            "SLM_WAREHOUSE_DSN": warehouse,
+            "SLM_PG_HOST": server.host,
+            "SLM_PG_PORT": str(server.port),
+            "SLM_PG_USER": server.user,
+            "SLM_PG_PASSWORD": server.password,
+            "SLM_PG_DBNAME": WAREHOUSE_DB,
+            "SLM_HOME": str(slm_home()),
+            "SLM_DBT_EXECUTABLE": str(venv_bin("dbt", "dbt")),
+            "PATH": f"{venv_bin('airflow', 'python').parent}:{os.environ.get('PATH', '')}",
+        }
+    )
     return env
 
 
@@ -246,7 +255,11 @@ def airflow_up(log: Log) -> str:
     state, creds = _state(), credentials()
     af = state.setdefault("airflow", {})
     running = procs.is_running(_run_dir(), "airflow-api-server")
-    for key, fixed in (("api_port", "SLM_PORT_AIRFLOW"), ("worker_log_port", None), ("trigger_log_port", None)):
+    for key, fixed in (
+        ("api_port", "SLM_PORT_AIRFLOW"),
+        ("worker_log_port", None),
+        ("trigger_log_port", None),
+    ):
         af[key] = _pick_port(af.get(key), running, fixed)
     _save_state(state)
     env = airflow_env(state, creds)
@@ -352,8 +365,10 @@ def status() -> dict:
         running = True if pg.get("external") else _cluster(state, credentials()).running()
         server = PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])
         out["postgresql"] = {
-            "running": running, "external": bool(pg.get("external")),
-            "host": pg["host"], "port": pg["port"],
+            "running": running,
+            "external": bool(pg.get("external")),
+            "host": pg["host"],
+            "port": pg["port"],
             "warehouse_dsn": f"postgresql://{server.user}:********@{server.host}:{server.port}/{WAREHOUSE_DB}",
         }
     af = state.get("airflow")
@@ -371,5 +386,3 @@ def status() -> dict:
             "login": "admin (password: superset_admin_password in the credentials file)",
         }
     return out
-
-

@@ -31,7 +31,9 @@ def provision_stack(log: Callable[[str], None] = print) -> dict:
     url = stack.status()["superset"]["url"]
     clients = client_codes(server.dsn(WAREHOUSE_DB))
     if not clients:
-        raise stack.StackError("no clients in raw.clients: load data first (./slm generate; ./slm run nightly)")
+        raise stack.StackError(
+            "no clients in raw.clients: load data first (./slm generate; ./slm run nightly)"
+        )
     result = superset_provision.provision(
         base_url=url,
         admin_user="admin",

@@ -27,7 +27,9 @@ def slm(home: Path, *args: str, check: bool = True, timeout: float = 900) -> sub
     env.pop("SLM_PG_URL", None)
     proc = subprocess.run([SLM, *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"./slm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"./slm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -44,8 +46,12 @@ def pg_server(stack_home: Path) -> PgServer:
     url = os.environ.get("SLM_TEST_PG_URL")
     if url:
         u = urlparse(url)
-        return PgServer(u.hostname or "127.0.0.1", u.port or 5432, unquote(u.username or "postgres"),
-                        unquote(u.password or ""))
+        return PgServer(
+            u.hostname or "127.0.0.1",
+            u.port or 5432,
+            unquote(u.username or "postgres"),
+            unquote(u.password or ""),
+        )
     slm(stack_home, "stack", "up", "--only", "pg")
     pg = json.loads((stack_home / "stack.json").read_text())["pg"]
     return PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])

@@ -46,11 +46,13 @@ def test_dag_run_recorded_in_airflow(demo_stack: DemoStack) -> None:
     creds = demo_stack.credentials
     token = requests.post(
         f"{demo_stack.airflow_url}/auth/token",
-        json={"username": "admin", "password": creds["airflow_admin_password"]}, timeout=30,
+        json={"username": "admin", "password": creds["airflow_admin_password"]},
+        timeout=30,
     ).json()["access_token"]
     runs = requests.get(
         f"{demo_stack.airflow_url}/api/v2/dags/slm_nightly/dagRuns",
-        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
     ).json()["dag_runs"]
     assert any(r["state"] == "success" and r["logical_date"].startswith("2026-11-01") for r in runs), runs
 
@@ -65,8 +67,15 @@ def test_rerun_is_idempotent(demo_stack: DemoStack) -> None:
     dsn = demo_stack.warehouse_dsn
     before_raw = _query(dsn, "select count(*) from raw.tickets")[0][0]
     before_mart = _mart(dsn)
-    slm(demo_stack.home, "run", "nightly", "--date", "2026-11-01", "--drop",
-        str(demo_stack.home / "drops" / "demo"))
+    slm(
+        demo_stack.home,
+        "run",
+        "nightly",
+        "--date",
+        "2026-11-01",
+        "--drop",
+        str(demo_stack.home / "drops" / "demo"),
+    )
     assert _query(dsn, "select count(*) from raw.tickets")[0][0] == before_raw
     assert _mart(dsn) == before_mart
     last = _query(
@@ -81,12 +90,22 @@ def test_quality_gate_blocks_publish(demo_stack: DemoStack) -> None:
     """A raw row that breaks an expectation fails the run before publish; the published marts stay."""
     dsn = demo_stack.warehouse_dsn
     before = _mart(dsn)
-    ticket, priority = _query(dsn, "select ticket_id, priority from raw.tickets order by ticket_id limit 1")[0]
+    ticket, priority = _query(dsn, "select ticket_id, priority from raw.tickets order by ticket_id limit 1")[
+        0
+    ]
     # Bypass the loader (as a manual fix or a faulty connector would) to put a bad priority in raw.
     _query(dsn, "update raw.tickets set priority = 'P9' where ticket_id = %s", (ticket,))
     try:
-        proc = slm(demo_stack.home, "run", "nightly", "--date", "2026-11-02", "--drop",
-                   str(demo_stack.home / "drops" / "demo"), check=False)
+        proc = slm(
+            demo_stack.home,
+            "run",
+            "nightly",
+            "--date",
+            "2026-11-02",
+            "--drop",
+            str(demo_stack.home / "drops" / "demo"),
+            check=False,
+        )
         assert proc.returncode == 1
         assert "ERROR: the nightly DAG ended in state 'failed'" in proc.stderr
         assert "Traceback" not in proc.stderr

@@ -104,7 +104,7 @@ def _listening_sockets() -> dict[int, str]:
             if f[3] == "0A":  # LISTEN
                 addr_hex, port_hex = f[1].split(":")
                 if len(addr_hex) == 8:
-                    addr = ".".join(str(int(addr_hex[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                    addr = ".".join(str(int(addr_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
                 elif addr_hex == "0" * 32:
                     addr = "::"
                 elif addr_hex == "00000000000000000000000001000000":
