@@ -346,3 +346,168 @@ def test_missing_drop_directory_is_an_error(fresh_db: str, tmp_path: Path) -> No
     with pytest.raises(LoadError, match="not a directory"):
         load_drop(fresh_db, tmp_path / "nope")
     assert load_drop(fresh_db, tmp_path) == []
+
+
+def _ticket_sequence(tmp_path: Path) -> list[Path]:
+    """Three drops of tickets with unique keys (so the single pass applies): a first load with bad rows,
+    the same file again, then an increment (newer, older, equal-time, new, bad rows, a changed service)."""
+    first = [
+        ticket("INC1", "new", "2026-10-05T10:00:00+02:00"),
+        ticket("INC2", "new", "2026-10-05T10:00:00+02:00"),
+        ticket("INC3", "new", "2026-10-05 10:00:00"),  # zone-less updated_at
+        ticket("INC4", "new", "2026-10-05T10:00:00Z", opened="2026-10-05T11:00:00Z").replace(
+            ",,,,new", ",,2026-10-05T10:30:00Z,,new"
+        ),  # resolved before opened
+        ticket("INC5", "new", "2026-10-05T10:00:00Z").replace("ACME,ACME-ERP", "NOBODY,ACME-ERP"),
+        ticket("INC6", "new", "2026-10-05T10:00:00Z").replace(",P2,", ",P9,"),
+        ticket("INC7", "new", "2026-10-05T10:00:00Z").replace(",false,", ",TRUE,"),
+    ]
+    increment = [
+        ticket("INC1", "resolved", "2026-10-05T09:00:00Z"),  # newer (08:00Z before): replaces
+        ticket("INC2", "closed", "2026-10-05T07:00:00Z"),  # older: ignored
+        ticket("INC7", "closed", "2026-10-05T12:00:00+02:00"),  # same instant: unchanged
+        ticket("INC8", "new", "2026-10-05T09:00:00Z"),  # new key
+        ticket("INC9", "new", "2026-10-05T09:00:00Z").replace(",incident,", ",outage,"),
+    ]
+    services = SERVICES + "ACME-WEB,ACME,Web shop,FR-BUSINESS,low\n"
+    return [
+        write_drop(tmp_path / "first", first),
+        write_drop(tmp_path / "again", first),
+        write_drop(tmp_path / "incr", increment, **{"services.csv": services.replace("ERP,FR", "ERP!,FR")}),
+    ]
+
+
+def _load_state(dsn: str) -> dict[str, list[tuple]]:
+    return {
+        "tickets": query(
+            dsn, "select ticket_id, status, is_major, updated_at, _batch_id from raw.tickets order by 1"
+        ),
+        "services": query(dsn, "select service_code, service_name, _batch_id from raw.services order by 1"),
+        "quarantine": query(
+            dsn, "select batch_id, location, reason, raw_record from raw.quarantine order by 1, 2"
+        ),
+        "watermarks": query(dsn, "select entity, high_water from raw.watermarks order by 1"),
+    }
+
+
+def test_single_pass_and_step_by_step_paths_agree(
+    pg_server, fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same drops with and without the single pass: same counts, rows, quarantine (reasons, raw
+    records), watermarks."""
+    drops = _ticket_sequence(tmp_path)
+    other = fresh_db.rsplit("/", 1)[0] + "/slm_loader_stepwise"
+    admin = psycopg2.connect(fresh_db)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("drop database if exists slm_loader_stepwise")
+        cur.execute("create database slm_loader_stepwise")
+    admin.close()
+
+    def run(dsn: str, single: bool) -> list[list[tuple]]:
+        monkeypatch.setattr(loader, "SINGLE_PASS", single)
+        out = []
+        for i, drop in enumerate(drops):
+            results = load_drop(dsn, drop)
+            assert_balanced(results)
+            t = by_entity(results)["tickets"]
+            # Proof of the path taken (the step names differ): the single pass is for an empty table.
+            assert ("single_pass" in t.step_seconds) is (single and i == 0), t.step_seconds
+            out.append(
+                [
+                    (r.entity, r.rows_read, r.rows_loaded, r.rows_unchanged, r.rows_quarantined)
+                    for r in results
+                ]
+            )
+        return out
+
+    fast = run(fresh_db, True)
+    slow = run(other, False)
+    assert fast == slow
+    tickets = [[c for c in step if c[0] == "tickets"][0] for step in fast]
+    assert tickets == [
+        ("tickets", 7, 3, 0, 4),  # INC3 zone-less, INC4 resolved before opened, INC5 client, INC6 priority
+        ("tickets", 7, 0, 3, 4),  # rerun: nothing written, the same four refused again
+        ("tickets", 5, 2, 2, 1),  # INC1 newer + INC8 new loaded; INC2 older, INC7 same time; INC9 refused
+    ]
+    services = [[c for c in step if c[0] == "services"][0] for step in fast]
+    assert services[2] == ("services", 2, 2, 0, 0)  # ACME-ERP renamed (a value changed) + ACME-WEB new
+    fast_state, slow_state = _load_state(fresh_db), _load_state(other)
+    assert fast_state == slow_state
+    assert [r[:3] for r in fast_state["tickets"]] == [
+        ("INC1", "resolved", False),
+        ("INC2", "new", False),
+        ("INC7", "new", True),  # 'TRUE' is a boolean; the equal-time version did not replace it
+        ("INC8", "new", False),
+    ]
+    first_load = [
+        ("tickets.csv:4", "timestamp without offset in updated_at: '2026-10-05 10:00:00'"),
+        ("tickets.csv:5", "resolved_at before opened_at"),
+        ("tickets.csv:6", "unknown client_code: 'NOBODY'"),
+        ("tickets.csv:7", "bad priority: 'P9' (expected one of P1, P2, P3, P4)"),
+    ]
+    outage = "bad ticket_type: 'outage' (expected one of incident, request, complaint, problem, change)"
+    by_batch: dict[int, list[tuple]] = {}
+    for batch, location, reason, _ in fast_state["quarantine"]:
+        by_batch.setdefault(batch, []).append((location, reason))
+    assert list(by_batch.values()) == [first_load, first_load, [("tickets.csv:6", outage)]]
+    record = fast_state["quarantine"][0][3]
+    assert record["ticket_id"] == "INC3" and record["updated_at"] == "2026-10-05 10:00:00"
+    hw = dict(fast_state["watermarks"])
+    assert hw["tickets"] == query(fresh_db, "select max(updated_at) from raw.tickets")[0][0]
+
+
+def test_single_pass_falls_back_on_a_value_the_fast_casts_refuse(fresh_db: str, tmp_path: Path) -> None:
+    """31 September passes the cheap shape test, the cast raises: the step-by-step path takes over."""
+    drop = write_drop(
+        tmp_path / "d",
+        [ticket("INC1", "new", "2026-10-05T10:00:00Z"), ticket("INC2", "new", "2026-09-31T10:00:00Z")],
+    )
+    t = by_entity(load_drop(fresh_db, drop))["tickets"]
+    assert "single_pass" not in t.step_seconds and "validate" in t.step_seconds
+    assert (t.rows_read, t.rows_loaded, t.rows_quarantined) == (2, 1, 1)
+    assert query(fresh_db, "select location, reason from raw.quarantine") == [
+        ("tickets.csv:3", "bad timestamp in updated_at: '2026-09-31T10:00:00Z'")
+    ]
+
+
+def test_single_pass_duplicate_keys_fall_back_and_an_invalid_twin_is_no_duplicate(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """Into an empty table the primary key catches a key twice among the good rows (step-by-step path
+    then keeps the newest); a key whose other row is invalid is no duplicate: the valid row loads."""
+    dup = write_drop(
+        tmp_path / "dup",
+        [
+            ticket("INC1", "new", "2026-10-05T10:00:00Z"),
+            ticket("INC1", "resolved", "2026-10-05T11:00:00Z"),
+            ticket("INC1", "closed", "2026-10-05T09:00:00Z"),
+        ],
+    )
+    t = by_entity(load_drop(fresh_db, dup))["tickets"]
+    assert "single_pass" not in t.step_seconds
+    assert (t.rows_read, t.rows_loaded, t.rows_quarantined) == (3, 1, 2)
+    assert query(fresh_db, "select status from raw.tickets") == [("resolved",)]
+    assert query(fresh_db, "select location, reason from raw.quarantine order by 1") == [
+        ("tickets.csv:2", "duplicate key in file"),
+        ("tickets.csv:4", "duplicate key in file"),
+    ]
+
+    conn = psycopg2.connect(fresh_db)
+    with conn, conn.cursor() as cur:
+        cur.execute("truncate raw.tickets")
+    conn.close()
+    twin = write_drop(
+        tmp_path / "twin",
+        [
+            ticket("INC1", "new", "2026-10-05T10:00:00Z").replace(",P2,", ",P0,"),
+            ticket("INC1", "resolved", "2026-10-05T11:00:00Z"),
+        ],
+    )
+    t = by_entity(load_drop(fresh_db, twin))["tickets"]
+    assert "single_pass" in t.step_seconds
+    assert (t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined) == (2, 1, 0, 1)
+    assert query(fresh_db, "select status from raw.tickets") == [("resolved",)]
+    assert query(fresh_db, "select reason from raw.quarantine where batch_id = %s", (t.batch_id,)) == [
+        ("bad priority: 'P0' (expected one of P1, P2, P3, P4)",)
+    ]
