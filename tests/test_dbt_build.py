@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 
 from slm_platform.dbt_runner import DbtError, dbt, dbt_env
+from slm_platform.contracts_load import load_contracts
 from slm_platform.raw_schema import ensure_raw_schema
 
 CLIENTS = [
@@ -81,6 +82,8 @@ def _load(dsn: str, tickets: list[dict]) -> None:
         _insert(conn, "tickets", tickets)
     finally:
         conn.close()
+    # The SLA models read the contract catalogue: the sample one, as the nightly DAG loads it.
+    load_contracts(dsn)
 
 
 def _month(moment: datetime, tz: str) -> date:
