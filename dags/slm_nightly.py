@@ -1,4 +1,4 @@
-"""Nightly pipeline: extract → load (raw) → quality gate (GX) → dbt build (Cosmos) → publish marts.
+"""Nightly pipeline: extract → load (raw) + contracts → quality gate (GX) → dbt build (Cosmos) → publish.
 
 Every task is keyed on the run's data interval and idempotent: a rerun of the same night loses nothing and
 duplicates nothing. Heavy imports (loader, GX) happen inside the tasks, not at parse time.
@@ -70,6 +70,16 @@ def slm_nightly() -> None:
             for r in results
         ]
 
+    @task
+    def load_contracts(landing: str) -> dict[str, int]:
+        """The contract catalogue (SLAs, OLAs, UCs, calendars): from the drop if it brings one, else the
+        configured catalogue. An invalid catalogue fails the run before anything is computed from it."""
+        from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts
+
+        in_drop = Path(landing) / "contracts.yaml"
+        path = in_drop if in_drop.exists() else Path(os.environ.get("SLM_CONTRACTS", DEFAULT_CATALOGUE))
+        return load_contracts(_warehouse_dsn(), path)
+
     @task(retries=0)
     def check_raw(batches: list[dict]) -> dict:
         """Quality gate on raw data: a failed expectation stops the run before anything is published."""
@@ -109,8 +119,8 @@ def slm_nightly() -> None:
 
         publish_marts(_warehouse_dsn())
 
-    checked = check_raw(load(extract()))
-    checked >> dbt >> publish()
+    landing = extract()
+    [check_raw(load(landing)), load_contracts(landing)] >> dbt >> publish()
 
 
 slm_nightly()

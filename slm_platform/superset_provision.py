@@ -5,11 +5,14 @@ created, and permissions are *set* (not appended), so a rerun converges to the s
 
 Role design (measured on Superset 6.1, see tests/test_superset*.py):
 - ``client_<CODE>``: only the read permissions a dashboard viewer needs (CLIENT_VIEWER_PERMISSIONS) plus
-  ``datasource_access`` on the mart datasets. Client users do NOT get Gamma: Gamma can create charts and
-  dashboards (measured: POST /api/v1/dashboard/ → 201) and list databases. No SQL Lab permission.
+  ``datasource_access`` on the client-facing datasets (CLIENT_DATASETS). Client users do NOT get Gamma:
+  Gamma can create charts and dashboards (measured: POST /api/v1/dashboard/ → 201) and list databases.
+  No SQL Lab permission.
 - ``manager``: the same viewer permissions plus ``datasource_access`` on every dataset, no RLS.
-- One RLS rule per client role (Regular, ``client_code = '<CODE>'``) on the mart datasets.
-- The dashboard's roles (DASHBOARD_RBAC) are every client role plus ``manager``.
+- One RLS rule per client role (Regular, ``client_code = '<CODE>'``) on the client-facing datasets.
+- Dashboard roles (DASHBOARD_RBAC): every client role plus ``manager``, except MANAGER_ONLY_DASHBOARDS
+  (``manager`` only). With DASHBOARD_RBAC a dashboard role also opens the data of that dashboard's
+  charts, so ``check_audiences`` refuses a bundle where a client dashboard shows a manager-only dataset.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ Log = Callable[[str], None]
 DATABASE_FILE = "databases/warehouse.yaml"
 MANAGER_ROLE = "manager"
 MANAGER_USER = "manager"
+
+# Datasets clients may query (each must have a client_code column: the RLS rule filters on it). Every other
+# dataset of the bundle (OLA/UC attainment, agreement support: internal teams and suppliers) is for managers.
+CLIENT_DATASETS = ("fct_ticket_volume", "fct_ticket_sla", "fct_sla_attainment")
+# Dashboards (by slug) whose roles list only the manager.
+MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance",)
 
 # (permission, view_menu) pairs a read-only dashboard viewer needs in Superset 6.1. Measured by rendering
 # the dashboard in Chromium as a user holding only these (+ datasource_access) and removing one at a time:
@@ -90,6 +99,44 @@ def bundle_uuids(assets_dir: Path = ASSETS_DIR) -> dict[str, Any]:
         for path in sorted((assets_dir / kind).rglob("*.yaml")):
             out[kind].append(str(yaml.safe_load(path.read_text())["uuid"]))
     return out
+
+
+def _read_kind(assets_dir: Path, kind: str) -> list[dict[str, Any]]:
+    return [yaml.safe_load(p.read_text()) for p in sorted((assets_dir / kind).rglob("*.yaml"))]
+
+
+def client_dataset_uuids(assets_dir: Path = ASSETS_DIR) -> list[str]:
+    return [str(d["uuid"]) for d in _read_kind(assets_dir, "datasets") if d["table_name"] in CLIENT_DATASETS]
+
+
+def client_dashboard_uuids(assets_dir: Path = ASSETS_DIR) -> list[str]:
+    dashboards = _read_kind(assets_dir, "dashboards")
+    return [str(d["uuid"]) for d in dashboards if d["slug"] not in MANAGER_ONLY_DASHBOARDS]
+
+
+def check_audiences(assets_dir: Path = ASSETS_DIR) -> None:
+    """Refuse a bundle where a dashboard open to clients shows a chart on a manager-only dataset.
+
+    Also refuses a client dataset without a ``client_code`` column (its RLS rule would break every query).
+    """
+    client_ds = set(client_dataset_uuids(assets_dir))
+    for ds in _read_kind(assets_dir, "datasets"):
+        if str(ds["uuid"]) in client_ds and "client_code" not in {c["column_name"] for c in ds["columns"]}:
+            raise ValueError(f"client dataset {ds['table_name']} has no client_code column for RLS")
+    chart_ds = {str(c["uuid"]): str(c["dataset_uuid"]) for c in _read_kind(assets_dir, "charts")}
+    for dash in _read_kind(assets_dir, "dashboards"):
+        if dash["slug"] in MANAGER_ONLY_DASHBOARDS:
+            continue
+        used = {
+            chart_ds[v["meta"]["uuid"]]
+            for v in dash["position"].values()
+            if isinstance(v, dict) and v.get("type") == "CHART"
+        }
+        for native_filter in dash["metadata"].get("native_filter_configuration", []):
+            used |= {t["datasetUuid"] for t in native_filter.get("targets", []) if t.get("datasetUuid")}
+        leaked = sorted(used - client_ds)
+        if leaked:
+            raise ValueError(f"dashboard {dash['slug']!r} is open to clients but uses manager-only {leaked}")
 
 
 def _find_one(api: SupersetClient, path: str, column: str, value: Any) -> dict[str, Any] | None:
@@ -198,6 +245,7 @@ def provision(
     """
     credentials = credentials or {}
     codes = [_check_code(c) for c in clients]
+    check_audiences(ASSETS_DIR)
     api = SupersetClient(base_url, admin_user, admin_password)
 
     uri = f"postgresql+psycopg2://{reader_user}:XXXXXXXXXX@{warehouse_host}:{warehouse_port}/{warehouse_db}"
@@ -214,9 +262,10 @@ def provision(
     log("imported the asset bundle")
 
     uuids = bundle_uuids()
-    datasets = [by_uuid(api, "dataset", u) for u in uuids["datasets"]]
+    client_datasets = [by_uuid(api, "dataset", u) for u in client_dataset_uuids()]
+    client_dashboards = set(client_dashboard_uuids())
     dashboards = [by_uuid(api, "dashboard", u) for u in uuids["dashboards"]]
-    table_ids = [int(d["id"]) for d in datasets]
+    table_ids = [int(d["id"]) for d in client_datasets]
 
     pvms = {
         (p["permission"]["name"], p["view_menu"]["name"]): int(p["id"])
@@ -226,7 +275,7 @@ def provision(
     missing = [p for p in CLIENT_VIEWER_PERMISSIONS if p not in pvms]
     if missing:
         log(f"warning: permissions unknown to this Superset: {missing}")
-    dataset_perm_ids = [_dataset_perm(pvms, int(ds["id"])) for ds in datasets]
+    dataset_perm_ids = [_dataset_perm(pvms, int(ds["id"])) for ds in client_datasets]
 
     manager_role = _ensure_role(api, MANAGER_ROLE)
     all_dataset_ids = [pid for (perm, _), pid in pvms.items() if perm == "datasource_access"]
@@ -252,10 +301,11 @@ def provision(
         _ensure_user(api, creds["username"], creds["password"], known, [rid], log)
         out["clients"][code] = creds
 
-    for dash in dashboards:
+    for dash_uuid, dash in zip(uuids["dashboards"], dashboards, strict=True):
+        wanted = sorted(role_ids) if dash_uuid in client_dashboards else [manager_role]
         current = api.get(f"/api/v1/dashboard/{dash['id']}")["result"]
-        if sorted(int(r["id"]) for r in current.get("roles", [])) != sorted(role_ids):
-            api.put(f"/api/v1/dashboard/{dash['id']}", json={"roles": sorted(role_ids)})
+        if sorted(int(r["id"]) for r in current.get("roles", [])) != wanted:
+            api.put(f"/api/v1/dashboard/{dash['id']}", json={"roles": wanted})
     log(f"provisioned {len(codes)} client roles/users, manager, RLS, dashboard roles")
     return out
 

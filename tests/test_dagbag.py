@@ -44,14 +44,15 @@ def test_every_dag_is_tagged_and_retries(dagbag) -> None:
 def test_nightly_shape(dagbag) -> None:
     dag = dagbag.dags["slm_nightly"]
     ids = set(dag.task_ids)
-    assert {"extract", "load", "check_raw", "publish"} <= ids
+    assert {"extract", "load", "load_contracts", "check_raw", "publish"} <= ids
     dbt_tasks = [i for i in ids if i.startswith("dbt.")]
     assert any("fct_ticket_volume" in i for i in dbt_tasks), dbt_tasks
     # publish runs only after every dbt task, and dbt only after the raw quality gate
     publish = dag.get_task("publish")
     assert set(dbt_tasks) <= publish.get_flat_relative_ids(upstream=True)
     for i in dbt_tasks:
-        assert "check_raw" in dag.get_task(i).get_flat_relative_ids(upstream=True)
+        upstream = dag.get_task(i).get_flat_relative_ids(upstream=True)
+        assert {"check_raw", "load_contracts"} <= upstream
 
 
 def test_parse_time_reported(dagbag, record_property) -> None:

@@ -26,8 +26,19 @@ from slm_platform.superset_provision import (
 from slm_platform.superset_service import CONFIG_PATH, gunicorn_command
 
 CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
-TABLE_CHART = next(c for c in CHARTS.values() if c["viz_type"] == "table")
-BIG_NUMBER_CHART = next(c for c in CHARTS.values() if c["viz_type"] == "big_number_total")
+TABLE_CHART = CHARTS["ticket_volume_table"]
+BIG_NUMBER_CHART = CHARTS["major_incidents"]
+VOLUME_CHARTS = [
+    CHARTS[k]["uuid"] for k in ("ticket_volume_table", "major_incidents", "tickets_opened_per_month")
+]
+
+
+def _asset_uuid(rel: str) -> str:
+    return str(yaml.safe_load((ASSETS_DIR / rel).read_text())["uuid"])
+
+
+VOLUME_DATASET = _asset_uuid("datasets/warehouse/fct_ticket_volume.yaml")
+VOLUME_DASHBOARD = _asset_uuid("dashboards/ticket_volume.yaml")
 
 
 # ---------------------------------------------------------------- no stack needed
@@ -125,11 +136,13 @@ def _sql(conn, query: str, params: tuple = ()) -> list[tuple]:
 
 def test_bundle_imported(admin: SupersetClient) -> None:
     uuids = bundle_uuids()
-    dataset = by_uuid(admin, "dataset", uuids["datasets"][0])
+    for kind in ("datasets", "charts", "dashboards"):
+        assert all(by_uuid(admin, kind[:-1], u) for u in uuids[kind])  # raises if one is missing
+    dataset = by_uuid(admin, "dataset", VOLUME_DATASET)
     assert (dataset["schema"], dataset["table_name"]) == ("marts", "fct_ticket_volume")
-    chart_ids = {by_uuid(admin, "chart", u)["id"] for u in uuids["charts"]}
-    assert len(chart_ids) == len(uuids["charts"]) >= 3
-    dash = by_uuid(admin, "dashboard", uuids["dashboards"][0])
+    chart_ids = {by_uuid(admin, "chart", u)["id"] for u in VOLUME_CHARTS}
+    assert len(chart_ids) == 3
+    dash = by_uuid(admin, "dashboard", VOLUME_DASHBOARD)
     detail = admin.get(f"/api/v1/dashboard/{dash['id']}")["result"]
     assert detail["dashboard_title"] == "Ticket volume"
     in_dashboard = {c["id"] for c in admin.get(f"/api/v1/dashboard/{dash['id']}/charts")["result"]}
@@ -140,7 +153,8 @@ def test_bundle_imported(admin: SupersetClient) -> None:
 
 
 def test_every_chart_answers_for_admin(admin: SupersetClient) -> None:
-    for chart_uuid in bundle_uuids()["charts"]:
+    # The SLA and OLA/UC charts are checked against SQL in test_superset_sla.py.
+    for chart_uuid in VOLUME_CHARTS:
         result = _chart_data(admin, chart_uuid)
         assert result["status"] == "success" and result["rowcount"] > 0, chart_uuid
 
@@ -185,7 +199,7 @@ def test_manager_sees_every_client(demo_stack, warehouse) -> None:
 def test_client_is_denied_sql_lab_and_admin_apis(demo_stack, admin: SupersetClient) -> None:
     code, creds = sorted(demo_stack.credentials["superset"]["clients"].items())[0]
     api = _login(demo_stack, creds)
-    database_id = by_uuid(admin, "dataset", bundle_uuids()["datasets"][0])["database"]["id"]
+    database_id = by_uuid(admin, "dataset", VOLUME_DATASET)["database"]["id"]
     resp = api.raw(
         "POST", "/api/v1/sqllab/execute/",
         json={"database_id": database_id, "sql": "select client_code from marts.fct_ticket_volume",
@@ -196,8 +210,7 @@ def test_client_is_denied_sql_lab_and_admin_apis(demo_stack, admin: SupersetClie
     assert api.raw("GET", "/api/v1/rowlevelsecurity/").status_code in (401, 403)
     assert api.raw("POST", "/api/v1/chart/", json={"slice_name": "x"}).status_code in (401, 403)
     # The dashboard itself is visible to the client.
-    dash_uuid = bundle_uuids()["dashboards"][0]
-    assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash_uuid)['id']}").ok
+    assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', VOLUME_DASHBOARD)['id']}").ok
 
 
 def _inventory(admin: SupersetClient) -> dict[str, object]:
@@ -209,7 +222,7 @@ def _inventory(admin: SupersetClient) -> dict[str, object]:
             for r in admin.list_all("/api/v1/rowlevelsecurity/", order_column=None)
         ),
         "dashboard_roles": sorted(
-            r["name"]
+            (u, r["name"])
             for u in bundle_uuids()["dashboards"]
             for r in admin.get(f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', u)['id']}")["result"]["roles"]
         ),
@@ -223,8 +236,9 @@ def test_reprovision_is_idempotent(demo_stack, admin: SupersetClient) -> None:
     before = _inventory(admin)
     creds = demo_stack.credentials["superset"]
     assert len(before["rls"]) == len(creds["clients"])
-    assert set(before["dashboard_roles"]) == {f"client_{c}" for c in creds["clients"]} | {"manager"}
-    database_id = by_uuid(admin, "dataset", bundle_uuids()["datasets"][0])["database"]["id"]
+    volume_roles = {name for u, name in before["dashboard_roles"] if u == VOLUME_DASHBOARD}
+    assert volume_roles == {f"client_{c}" for c in creds["clients"]} | {"manager"}
+    database_id = by_uuid(admin, "dataset", VOLUME_DATASET)["database"]["id"]
     uri = urlparse(admin.get(f"/api/v1/database/{database_id}/connection")["result"]["sqlalchemy_uri"])
     again = provision(
         demo_stack.superset_url,

@@ -1,0 +1,283 @@
+"""The "Ticket SLAs" (clients + managers) and "OLA / UC performance" (managers only) dashboards.
+
+Every figure a chart returns through Superset's chart-data API is compared with an independent SQL query
+on the published marts, as admin, as each client (RLS) and as the manager. Clients must be denied the
+OLA/UC dashboard and its data, including through another dashboard's context (DASHBOARD_RBAC).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import yaml
+
+from slm_platform.superset_api import SupersetClient
+from slm_platform.superset_provision import (
+    ASSETS_DIR,
+    CLIENT_DATASETS,
+    MANAGER_ROLE,
+    by_uuid,
+    check_audiences,
+    client_role,
+)
+
+CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
+DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
+DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dashboards").glob("*.yaml")}
+SLA_DASHBOARD = DASHBOARDS["ticket_slas"]
+OLA_DASHBOARD = DASHBOARDS["ola_uc_performance"]
+DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
+
+
+def _charts_of(dashboard: dict) -> list[str]:
+    """Chart file stems of a dashboard, in layout order."""
+    by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}
+    return [
+        by_uuid_[v["meta"]["uuid"]]
+        for v in dashboard["position"].values()
+        if isinstance(v, dict) and v.get("type") == "CHART"
+    ]
+
+
+SLA_CHARTS = _charts_of(SLA_DASHBOARD)
+OLA_CHARTS = _charts_of(OLA_DASHBOARD)
+
+# ---------------------------------------------------------------- expected figures, from SQL
+# Each entry: chart file stem -> (SQL with an optional client predicate, how to read the figure from the
+# chart-data result). "{where}" becomes "where client_code = %s" (client view) or "where true".
+ATTAINMENT = "round(100.0 * sum(tickets_met) / nullif(sum(tickets_counted), 0), 6)"
+Extract = Callable[[dict], object]
+
+
+def _rowcount(result: dict) -> object:
+    return result["rowcount"]
+
+
+def _first(metric: str, digits: int | None = None) -> Extract:
+    def read(result: dict) -> object:
+        value = result["data"][0][metric]
+        return None if value is None else round(float(value), digits) if digits is not None else value
+
+    return read
+
+
+def _months(result: dict) -> object:
+    return len({row["period_start"] for row in result["data"]})
+
+
+EXPECTED: dict[str, tuple[str, Extract]] = {
+    "sla_attainment_table": (
+        "select count(*) from (select distinct client_code, service_code, objective_id, period_type, "
+        "period_start from marts.fct_sla_attainment {where}) t",
+        _rowcount,
+    ),
+    "sla_attainment_trend": (
+        "select count(distinct period_start) from marts.fct_sla_attainment {where} and period_type = 'month'",
+        _months,
+    ),
+    "sla_tickets_counted": (
+        "select sum(tickets_counted) from marts.fct_sla_attainment {where} and period_type = 'month'",
+        _first("tickets_counted"),
+    ),
+    "sla_attainment_overall": (
+        f"select {ATTAINMENT} from marts.fct_sla_attainment {{where}} and period_type = 'month'",
+        _first("attainment", 6),
+    ),
+    "sla_breached_tickets": (
+        "select count(*) from marts.fct_ticket_sla {where} and (is_met = false or is_breached_open)",
+        _rowcount,
+    ),
+    "sla_ticket_list": ("select count(*) from marts.fct_ticket_sla {where}", _rowcount),
+    "ola_uc_attainment_table": (
+        "select count(*) from (select distinct agreement_kind, party, objective_id, period_type, "
+        "period_start from marts.fct_ola_uc_attainment) t",
+        _rowcount,
+    ),
+    "ola_uc_attainment_trend": (
+        "select count(distinct period_start) from marts.fct_ola_uc_attainment where period_type = 'month'",
+        _months,
+    ),
+    "unsupported_count": (
+        "select count(*) from marts.fct_agreement_support where not is_supported",
+        _first("unsupported"),
+    ),
+    "unsupported_objectives": (
+        "select count(*) from marts.fct_agreement_support where not is_supported",
+        _rowcount,
+    ),
+}
+
+
+# ---------------------------------------------------------------- no stack needed
+
+
+def test_every_dashboard_chart_has_an_expectation_and_a_query_context() -> None:
+    assert set(SLA_CHARTS) | set(OLA_CHARTS) == set(EXPECTED)
+    for key in EXPECTED:
+        chart = CHARTS[key]
+        context = json.loads(chart["query_context"])
+        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
+        query = context["queries"][0]
+        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
+        assert set(query["metrics"]) <= metric_names, key  # saved metrics of the chart's own dataset
+
+
+def test_client_dashboard_uses_client_datasets_only() -> None:
+    check_audiences(ASSETS_DIR)
+    sla_datasets = {DATASET_OF[CHARTS[k]["dataset_uuid"]] for k in SLA_CHARTS}
+    assert sla_datasets == {"fct_ticket_sla", "fct_sla_attainment"} <= set(CLIENT_DATASETS)
+    ola_datasets = {DATASET_OF[CHARTS[k]["dataset_uuid"]] for k in OLA_CHARTS}
+    assert ola_datasets == {"fct_ola_uc_attainment", "fct_agreement_support"}
+    assert not ola_datasets & set(CLIENT_DATASETS)
+    # The calculated metric column (response/resolution) comes from objective_id.
+    metric = next(c for c in DATASETS["fct_ticket_sla"]["columns"] if c["column_name"] == "metric")
+    assert metric["expression"] == "split_part(objective_id, '/', 2)"
+
+
+def test_sla_native_filters() -> None:
+    filters = {f["name"]: f for f in SLA_DASHBOARD["metadata"]["native_filter_configuration"]}
+    assert set(filters) == {"Client", "Period type", "Period", "Objective"}
+    assert filters["Client"]["targets"][0]["column"]["name"] == "client_code"
+    assert filters["Period"]["filterType"] == "filter_time"
+    period_type = filters["Period type"]
+    assert period_type["defaultDataMask"]["filterState"]["value"] == ["month"]
+    assert period_type["targets"][0]["column"]["name"] == "period_type"
+
+
+def test_check_audiences_refuses_a_leaking_dashboard(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS_DIR, assets)
+    path = assets / "dashboards" / "ticket_slas.yaml"
+    doc = yaml.safe_load(path.read_text())
+    # Put the manager-only "unsupported objectives" chart on the client dashboard.
+    chart_node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
+    chart_node["meta"]["uuid"] = CHARTS["unsupported_objectives"]["uuid"]
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValueError, match="manager-only"):
+        check_audiences(assets)
+
+
+# ---------------------------------------------------------------- against the demo stack
+
+
+@pytest.fixture(scope="module")
+def admin(demo_stack) -> SupersetClient:
+    creds = demo_stack.credentials["superset"]["admin"]
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+@pytest.fixture(scope="module")
+def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(demo_stack.warehouse_dsn)
+    conn.set_session(readonly=True, autocommit=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def chart_ids(admin: SupersetClient) -> dict[str, int]:
+    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
+
+
+def _login(demo_stack, creds: dict) -> SupersetClient:
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+def _data(api: SupersetClient, chart_id: int) -> dict:
+    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
+    assert result["status"] == "success", result
+    return result
+
+
+def _expected(conn, key: str, client: str | None) -> object:
+    sql, _ = EXPECTED[key]
+    where = "where client_code = %s" if client else "where true"
+    with conn.cursor() as cur:
+        cur.execute(sql.format(where=where), (client,) if client else ())
+        (value,) = cur.fetchone()
+    return round(float(value), 6) if key == "sla_attainment_overall" and value is not None else value
+
+
+def test_marts_have_data(warehouse) -> None:
+    # Without rows every comparison below would be 0 == 0.
+    for table in ("fct_ticket_sla", "fct_sla_attainment", "fct_ola_uc_attainment", "fct_agreement_support"):
+        with warehouse.cursor() as cur:
+            cur.execute(f"select count(*) from marts.{table}")  # noqa: S608 - fixed names
+            assert cur.fetchone()[0] > 0, table
+
+
+def test_every_chart_matches_sql_for_admin(admin, warehouse, chart_ids) -> None:
+    for key, (_, extract) in EXPECTED.items():
+        assert extract(_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
+
+
+def test_clients_see_only_their_rows(demo_stack, warehouse, chart_ids) -> None:
+    clients = demo_stack.credentials["superset"]["clients"]
+    assert len(clients) >= 2
+    seen_rows = 0
+    for code, creds in sorted(clients.items()):
+        api = _login(demo_stack, creds)
+        for key in SLA_CHARTS:
+            result = _data(api, chart_ids[key])
+            _, extract = EXPECTED[key]
+            assert extract(result) == _expected(warehouse, key, code), (code, key)
+            codes = {row["client_code"] for row in result["data"] if "client_code" in row}
+            assert codes <= {code}, (code, key, codes)
+            seen_rows += len(codes)
+    assert seen_rows > 0  # the client_code columns were there to check
+
+
+def test_client_denied_ola_uc_dashboard_and_data(demo_stack, admin, chart_ids) -> None:
+    ola_id = by_uuid(admin, "dashboard", OLA_DASHBOARD["uuid"])["id"]
+    sla_id = by_uuid(admin, "dashboard", SLA_DASHBOARD["uuid"])["id"]
+    for code, creds in sorted(demo_stack.credentials["superset"]["clients"].items()):
+        api = _login(demo_stack, creds)
+        assert api.raw("GET", f"/api/v1/dashboard/{sla_id}").ok, code
+        assert api.raw("GET", f"/api/v1/dashboard/{ola_id}").status_code in (403, 404), code
+        page = api.raw("GET", "/superset/dashboard/ola-uc-performance/", allow_redirects=False)
+        assert page.status_code != 200 or "ola-uc-performance" not in page.text, code
+        for key in OLA_CHARTS:
+            resp = api.raw("GET", f"/api/v1/chart/{chart_ids[key]}/data/")
+            assert resp.status_code in (403, 404), (code, key, resp.status_code)
+            # Through the client dashboard's context (DASHBOARD_RBAC grants its charts' data): still denied.
+            context = json.loads(admin.get(f"/api/v1/chart/{chart_ids[key]}")["result"]["query_context"])
+            context["form_data"].update(dashboardId=sla_id, slice_id=chart_ids[key])
+            resp = api.raw("POST", "/api/v1/chart/data", json=context)
+            assert resp.status_code in (403, 404), (code, key, resp.status_code, resp.text[:300])
+
+
+def test_manager_sees_both_dashboards(demo_stack, warehouse, admin, chart_ids) -> None:
+    api = _login(demo_stack, demo_stack.credentials["superset"]["manager"])
+    for dash in (SLA_DASHBOARD, OLA_DASHBOARD):
+        assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash['uuid'])['id']}").ok
+    for key, (_, extract) in EXPECTED.items():
+        assert extract(_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
+
+
+def test_roles_and_rls_cover_the_client_datasets(demo_stack, admin) -> None:
+    names = {k: DATASETS[k]["uuid"] for k in DATASETS}
+    client_ids = {int(by_uuid(admin, "dataset", names[t])["id"]) for t in CLIENT_DATASETS}
+    manager_only = {int(by_uuid(admin, "dataset", names[t])["id"]) for t in names if t not in CLIENT_DATASETS}
+    assert manager_only  # OLA/UC and support datasets
+    roles = {r["name"]: r["id"] for r in admin.list_all("/api/v1/security/roles/")}
+    rules = {r["name"]: r for r in admin.list_all("/api/v1/rowlevelsecurity/", order_column=None)}
+    for code in demo_stack.credentials["superset"]["clients"]:
+        perms = admin.get(f"/api/v1/security/roles/{roles[client_role(code)]}/permissions/")["result"]
+        views = [p["view_menu_name"] for p in perms if p["permission_name"] == "datasource_access"]
+        ids = {int(v.rsplit("(id:", 1)[1].rstrip(")")) for v in views}
+        assert ids == client_ids, code
+        rule = rules[f"rls_client_{code}"]
+        assert {int(t["id"]) for t in rule["tables"]} == client_ids
+        assert rule["clause"] == f"client_code = '{code}'"
+    dash_roles = {}
+    for key, dash in DASHBOARDS.items():
+        detail = admin.get(f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash['uuid'])['id']}")["result"]
+        dash_roles[key] = {r["name"] for r in detail["roles"]}
+    assert dash_roles["ola_uc_performance"] == {MANAGER_ROLE}
+    expected = {client_role(c) for c in demo_stack.credentials["superset"]["clients"]} | {MANAGER_ROLE}
+    assert dash_roles["ticket_slas"] == dash_roles["ticket_volume"] == expected
