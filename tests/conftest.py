@@ -38,7 +38,19 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """SLM_HOME of the suite's throw-away stack; everything it started is stopped at the end."""
     home = tmp_path_factory.mktemp("slm_home")
     yield home
+    stop_and_remove(home)
+
+
+def stop_and_remove(home: Path) -> None:
+    """Stop a throw-away stack and delete its cluster (which may live outside ``home``, see pgcluster)."""
+    import shutil
+
     slm(home, "stack", "down", check=False)
+    state = home / "stack.json"
+    if state.exists():
+        root = json.loads(state.read_text()).get("pg", {}).get("root")
+        if root and Path(root).name.startswith("slm-pg-"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import slm
+from tests.conftest import slm, stop_and_remove
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -27,7 +27,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def own_home(tmp_path: Path):
     home = tmp_path / "stack"
     yield home
-    slm(home, "stack", "down", check=False)
+    stop_and_remove(home)
 
 
 def test_pg_stack_lifecycle(own_home: Path) -> None:
