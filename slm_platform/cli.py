@@ -50,7 +50,8 @@ def _print_status(st: dict) -> None:
         if name in st:
             s = st[name]
             _say(
-                f"{name.capitalize():13} {'running' if s['running'] else 'stopped'} at {s['url']}  login: {s['login']}"
+                f"{name.capitalize():13} {'running' if s['running'] else 'stopped'} at {s['url']}"
+                f"  login: {s['login']}"
             )
     _say(f"Credentials:  {st['credentials_file']}")
 
@@ -153,7 +154,8 @@ def cmd_import_servicenow_export(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise StackError(f"cannot convert {args.file}: {exc}") from exc
     _say(
-        f"converted {res.rows_read} rows: {res.tickets} tickets, {res.events} events, {res.services} services "
+        f"converted {res.rows_read} rows: {res.tickets} tickets, {res.events} events, "
+        f"{res.services} services "
         f"in {res.seconds:.1f}s → {out}"
     )
     args.dir, args.source = str(out), "servicenow_export"

@@ -42,7 +42,8 @@ def find_bindir() -> Path:
             return c
     raise StackError(
         "PostgreSQL server binaries (initdb, pg_ctl) were not found.\n"
-        "  Install them (Debian/Ubuntu: `apt-get install postgresql`), or set SLM_PG_BINDIR to their folder,\n"
+        "  Install them (Debian/Ubuntu: `apt-get install postgresql`),\n"
+        "  or set SLM_PG_BINDIR to their folder,\n"
         "  or point the project at an existing server with SLM_PG_URL=postgresql://user:pass@host:port/postgres"
     )
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import psycopg2
 import pytest
 
-from slm_platform.dbt_runner import DbtError, dbt, dbt_env
 from slm_platform.contracts_load import load_contracts
+from slm_platform.dbt_runner import DbtError, dbt, dbt_env
 from slm_platform.raw_schema import ensure_raw_schema
 
 CLIENTS = [

@@ -37,7 +37,8 @@ def _expected_from_files(demo: DemoStack) -> Counter:
 def _mart(dsn: str) -> Counter:
     rows = _query(
         dsn,
-        "select client_code, period_month, sum(tickets_opened)::int from marts.fct_ticket_volume group by 1, 2",
+        "select client_code, period_month, sum(tickets_opened)::int"
+        " from marts.fct_ticket_volume group by 1, 2",
     )
     return Counter({(c, m): n for c, m, n in rows})
 
