@@ -53,4 +53,5 @@ down:
 	@if [ -x $(VENVS)/airflow/bin/python ]; then ./slm stack down; fi
 
 lint: envs
-	@$(VENVS)/airflow/bin/ruff check slm_platform dags tests benchmarks
+	@$(VENVS)/airflow/bin/ruff check slm_platform dags tests benchmarks tools
+	@$(VENVS)/dbt/bin/sqlfluff lint dbt_project/models --disable-progress-bar
