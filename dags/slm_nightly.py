@@ -57,18 +57,7 @@ def slm_nightly() -> None:
         from slm_platform.loader import load_drop
 
         results = load_drop(_warehouse_dsn(), Path(landing), source="canonical")
-        # XCom keeps the batch reconciliation (read = loaded + unchanged + quarantined) per file.
-        return [
-            {
-                "entity": r.entity,
-                "batch_id": r.batch_id,
-                "read": r.rows_read,
-                "loaded": r.rows_loaded,
-                "unchanged": r.rows_unchanged,
-                "quarantined": r.rows_quarantined,
-            }
-            for r in results
-        ]
+        return [r.reconciliation() for r in results]
 
     @task
     def load_contracts(landing: str) -> dict[str, int]:

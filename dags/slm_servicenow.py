@@ -99,18 +99,7 @@ def slm_servicenow() -> None:
 
         dsn = Connection.get(WAREHOUSE_CONN_ID).get_uri().replace("postgres://", "postgresql://", 1)
         results = load_drop(dsn, Path(extracted["landing"]), source="servicenow")
-        # XCom keeps the batch reconciliation (read = loaded + unchanged + quarantined) per file.
-        return [
-            {
-                "entity": r.entity,
-                "batch_id": r.batch_id,
-                "read": r.rows_read,
-                "loaded": r.rows_loaded,
-                "unchanged": r.rows_unchanged,
-                "quarantined": r.rows_quarantined,
-            }
-            for r in results
-        ]
+        return [r.reconciliation() for r in results]
 
     load(extract())
 

@@ -87,6 +87,17 @@ class BatchResult:
     status: str = "ok"
     step_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (benchmarks)
 
+    def reconciliation(self) -> dict[str, int | str]:
+        """What a DAG keeps in XCom per file: read = loaded + unchanged + quarantined."""
+        return {
+            "entity": self.entity,
+            "batch_id": self.batch_id,
+            "read": self.rows_read,
+            "loaded": self.rows_loaded,
+            "unchanged": self.rows_unchanged,
+            "quarantined": self.rows_quarantined,
+        }
+
 
 # ---------------------------------------------------------------------------------------------------
 # Finding the files of a drop
