@@ -10,6 +10,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -69,9 +70,9 @@ def pg_server(stack_home: Path) -> PgServer:
     return PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])
 
 
-@pytest.fixture()
-def fresh_db(pg_server: PgServer) -> Iterator[str]:
-    """DSN of a brand-new empty database, dropped afterwards."""
+@contextmanager
+def scratch_database(pg_server: PgServer) -> Iterator[str]:
+    """A brand-new empty database on ``pg_server`` (its DSN), dropped on exit."""
     import psycopg2
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -85,6 +86,27 @@ def fresh_db(pg_server: PgServer) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'drop database if exists "{name}" with (force)')
         admin.close()
+
+
+@pytest.fixture()
+def fresh_db(pg_server: PgServer) -> Iterator[str]:
+    """DSN of a brand-new empty database, dropped afterwards."""
+    with scratch_database(pg_server) as dsn:
+        yield dsn
+
+
+def query_dicts(dsn: str, sql: str, args: tuple = ()) -> list[dict]:
+    """Rows of one query as dicts, on a connection of its own."""
+    import psycopg2
+    import psycopg2.extras
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, args)
+            return [dict(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
 
 
 @dataclass

@@ -6,7 +6,6 @@ reference (slm_platform.business_time)."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-import psycopg2
-import psycopg2.extras
 import pytest
 
 from slm_platform.business_time import business_minutes
@@ -26,6 +23,7 @@ from slm_platform.dbt_runner import dbt, dbt_env
 from slm_platform.demo_data import generate
 from slm_platform.loader import load_drop
 from slm_platform.settings import PgServer
+from tests.conftest import query_dicts, scratch_database
 
 DEMO_START = date(2026, 5, 1)
 DEMO_MONTHS = 3
@@ -43,32 +41,16 @@ class Built:
 def built(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     """One fresh database with the demo data and the catalogue, built once by `dbt build` for this module."""
     tmp = tmp_path_factory.mktemp("attainment")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_server.dsn("postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    dsn = pg_server.dsn(name)
-    try:
+    with scratch_database(pg_server) as dsn:
         generate(tmp / "drop", start=DEMO_START, months=DEMO_MONTHS)
         load_drop(dsn, tmp / "drop")
         load_contracts(dsn)
         dbt(["build", "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")], dbt_env(dsn))
         yield Built(dsn, json.loads((tmp / "target" / "run_results.json").read_text()))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
 
 
 def _query(dsn: str, sql: str) -> list[dict]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql)
-            return [dict(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
+    return query_dicts(dsn, sql)
 
 
 def _round2(value: Fraction) -> Decimal:

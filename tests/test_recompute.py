@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import copy
 import csv
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-import psycopg2
-import psycopg2.extras
 import pytest
 import yaml
 
@@ -28,6 +25,7 @@ from slm_platform.dbt_runner import dbt, dbt_env
 from slm_platform.demo_data import generate
 from slm_platform.loader import load_drop
 from slm_platform.settings import PgServer
+from tests.conftest import query_dicts, scratch_database
 
 OCT, NOV, Q4, YEAR = date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1), date(2026, 1, 1)
 KEY = ("client_code", "service_code", "agreement_id", "objective_id", "period_type", "period_start")
@@ -50,33 +48,17 @@ class Warehouse:
 @pytest.fixture(scope="module")
 def wh(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     tmp = tmp_path_factory.mktemp("recompute")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_server.dsn("postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    dsn = pg_server.dsn(name)
-    try:
+    with scratch_database(pg_server) as dsn:
         generate(tmp / "drop", months=2)
         load_drop(dsn, tmp / "drop")
         load_contracts(dsn)
         w = Warehouse(dsn, tmp, tmp / "drop")
         w.build()
         yield w
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
 
 
 def _query(dsn: str, sql: str, args: tuple = ()) -> list[dict]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql, args)
-            return [dict(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
+    return query_dicts(dsn, sql, args)
 
 
 def _attainment(dsn: str) -> dict[tuple, dict]:

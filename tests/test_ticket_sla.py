@@ -10,25 +10,17 @@ from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg2
-import psycopg2.extras
-
 from slm_platform.business_time import business_minutes
 from slm_platform.contracts import load_catalogue
 from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts, objective_id
 from slm_platform.dbt_runner import dbt, dbt_env
 from slm_platform.demo_data import generate
 from slm_platform.loader import load_drop
+from tests.conftest import query_dicts
 
 
 def _query(dsn: str, sql: str) -> list[dict]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql)
-            return [dict(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
+    return query_dicts(dsn, sql)
 
 
 def _round2(value: Fraction) -> Decimal:
