@@ -75,11 +75,11 @@ class PgServer:
 
 def pg_server() -> PgServer:
     """The PostgreSQL server of the current stack (started by ``slm stack up``)."""
+    from slm_platform.errors import StackError
+
     state = read_json(state_file())
     if "pg" not in state:
-        raise RuntimeError(
-            f"no stack state in {state_file()}: run `./slm stack up` first (SLM_HOME={slm_home()})"
-        )
+        raise StackError(f"the stack is not up (no {state_file()}): run `./slm stack up` first")
     pg = state["pg"]
     return PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])
 

@@ -26,6 +26,7 @@ from slm_platform.settings import (
     WAREHOUSE_DB,
     PgServer,
     credentials_file,
+    pg_server,
     read_json,
     slm_home,
     state_file,
@@ -178,13 +179,6 @@ def _ensure_databases(server: PgServer, reader_password: str) -> None:
             )
         )
     wh.close()
-
-
-def pg_server() -> PgServer:
-    pg = _state().get("pg")
-    if not pg:
-        raise StackError("the stack is not up: run `./slm stack up`")
-    return PgServer(pg["host"], int(pg["port"]), pg["user"], pg["password"])
 
 
 # --- Airflow -----------------------------------------------------------------------------------------
