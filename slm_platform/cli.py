@@ -162,6 +162,32 @@ def cmd_import_servicenow_export(args: argparse.Namespace) -> int:
     return cmd_import(args)
 
 
+def cmd_import_survey_export(args: argparse.Namespace) -> int:
+    """Convert a survey-tool export (responses, optional invitations) with its mapping, then load it."""
+    from slm_platform import stack
+    from slm_platform.loader import LoadError
+    from slm_platform.settings import WAREHOUSE_DB
+    from slm_platform.surveys.export import import_export
+    from slm_platform.surveys.mapping import load_mapping
+
+    try:
+        mapping = load_mapping(args.mapping)
+        res = import_export(stack.pg_server().dsn(WAREHOUSE_DB), args.file, mapping, args.invitations, _say)
+    except (ValueError, OSError, LoadError) as exc:
+        raise StackError(f"cannot import {args.file}: {exc}") from exc
+    _say(
+        f"converted {res.responses_read} responses ({res.responses_not_submitted} not submitted) and "
+        f"{res.invitations_without_response} unanswered invitations "
+        f"({res.invitations_not_sent} participants never invited, not counted) into {res.rows_written} rows"
+    )
+    for r in res.load:
+        _say(
+            f"  {r.entity}: read {r.rows_read}, loaded {r.rows_loaded}, unchanged {r.rows_unchanged}, "
+            f"quarantined {r.rows_quarantined} (see raw.quarantine)"
+        )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     run_date = args.date or date.today()
     _run_nightly(run_date, Path(args.drop) if args.drop else None)
@@ -249,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", help="folder for the converted drop (default: $SLM_HOME/drops/servicenow_export)")
     s.set_defaults(func=cmd_import_servicenow_export)
+
+    s = sub.add_parser(
+        "import-survey-export",
+        help="convert a survey-tool export (LimeSurvey, Typeform: CSV or JSON) with a mapping and load it",
+    )
+    s.add_argument("file", help="responses export: one row per response, one column per question")
+    s.add_argument(
+        "--mapping", required=True, help="YAML mapping (e.g. config/sources/survey_export_sample.yaml)"
+    )
+    s.add_argument("--invitations", help="participants / invitations export (unanswered ones count)")
+    s.set_defaults(func=cmd_import_survey_export)
 
     s = sub.add_parser("run", help="run a DAG")
     s.add_argument("dag", choices=["nightly"])
