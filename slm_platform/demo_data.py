@@ -81,6 +81,27 @@ COMMENTS = (
     "I had to chase the team twice.",
     "Clear communication, thanks.",
 )
+# Surveys and complaints draw their extra details from a stream of their own, so that adding them left every
+# other generated value (tickets, checks, ...) unchanged.
+CSAT_WEIGHTS = {"fast": [3, 5, 11, 36, 45], "slow": [14, 16, 22, 28, 20]}  # 1..5; slow tickets score lower
+COMPLAINT_CATEGORIES = {
+    "linked": ("response time", "resolution quality", "communication"),
+    "unlinked": ("communication", "billing", "service quality"),
+}
+REVIEW_COMMENTS = (
+    "Figures match what our users felt this month.",
+    "Response times improved; keep the weekly status mail.",
+    "Too many repeat incidents on the same service.",
+    "Good month overall, the outage handling was clear.",
+    "We expect the root-cause actions to be closed faster.",
+)
+NPS_COMMENTS = (
+    "Reliable partner.",
+    "Support is good but changes take too long.",
+    "Would recommend for the service desk alone.",
+    "Pricing is hard to follow.",
+)
+COMPLAINT_LOOKBACK = timedelta(days=14)
 
 
 def _ts(dt: datetime, tz: str | None = None) -> str:
@@ -132,6 +153,7 @@ class _Generator:
         self.n_survey = 0
         self.n_action = 0
         self.clients = {c.code: c for c in CLIENTS}
+        self.rnd_feedback = random.Random(f"feedback-{seed}")
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _local_time(self, client: Client, month_start: date, business: bool) -> datetime:
@@ -279,6 +301,28 @@ class _Generator:
                 tickets.append(child)
         return tickets
 
+    def _link_complaints(self, tickets: list[_Ticket]) -> None:
+        """Most complaints are about an earlier ticket of the same client (parent_ticket_id), preferably of
+        the same service; their category says what the complaint is about."""
+        rnd = self.rnd_feedback
+        for c in tickets:
+            if c.ticket_type != "complaint":
+                continue
+            earlier = [
+                t
+                for t in tickets
+                if t.ticket_type in ("incident", "request")
+                and t.client is c.client
+                and c.opened - COMPLAINT_LOOKBACK <= t.opened < c.opened
+            ]
+            same_service = [t for t in earlier if t.service is c.service]
+            if earlier and rnd.random() < 0.7:
+                parent = rnd.choice(same_service or earlier)
+                c.parent = parent.ticket_id
+                c.category = rnd.choice(COMPLAINT_CATEGORIES["linked"])
+            else:
+                c.category = rnd.choice(COMPLAINT_CATEGORIES["unlinked"])
+
     # -- monitoring ------------------------------------------------------------------------------------
     def _month_monitoring(self, month: date) -> list[tuple[Service, datetime, datetime]]:
         rnd = self.rnd
@@ -373,7 +417,9 @@ class _Generator:
             answered = (
                 sent + timedelta(minutes=rnd.randrange(10, 3 * 24 * 60)) if rnd.random() < 0.45 else None
             )
-            csat = rnd.choices([1, 2, 3, 4, 5], weights=[5, 7, 13, 35, 40])[0]
+            # One draw either way (the main stream stays as it was); a slow ticket draws from lower weights.
+            slow = t.resolved - t.opened > timedelta(minutes=2 * TIMES[t.priority][1])
+            csat = rnd.choices([1, 2, 3, 4, 5], weights=CSAT_WEIGHTS["slow" if slow else "fast"])[0]
             self._survey(
                 t.client,
                 "transactional",
@@ -391,7 +437,8 @@ class _Generator:
             for _ in range(8):
                 answered = sent + timedelta(hours=rnd.randrange(1, 200)) if rnd.random() < 0.7 else None
                 nps = rnd.choices(range(11), weights=[1, 1, 1, 2, 2, 3, 4, 8, 12, 14, 10])[0]
-                self._survey(client, "relationship", sent, answered, nps=nps)
+                comment = self.rnd_feedback.choice(NPS_COMMENTS) if self.rnd_feedback.random() < 0.4 else ""
+                self._survey(client, "relationship", sent, answered, nps=nps, comment=comment)
             review = datetime(month.year, month.month, 20, 14, 0, tzinfo=tz)
             self._survey(
                 client,
@@ -399,7 +446,7 @@ class _Generator:
                 review,
                 review + timedelta(hours=2),
                 csat=rnd.choice([3, 4, 4, 5]),
-                comment="Monthly service review feedback",
+                comment=self.rnd_feedback.choice(REVIEW_COMMENTS),
             )
             self._action(
                 client,
@@ -453,6 +500,7 @@ class _Generator:
             month = _add_months(self.start.date(), i)
             outages = self._month_monitoring(month)
             tickets = self._month_tickets(month, outages)
+            self._link_complaints(tickets)
             for t in sorted(tickets, key=lambda t: t.ticket_id):
                 self._emit_ticket(t)
             self._month_feedback(month, tickets)
