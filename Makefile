@@ -9,7 +9,7 @@ export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: help envs demo test down lock lint chromium
+.PHONY: help envs demo test down lock lint chromium system-packages
 
 help:
 	@echo "make demo   build environments, start the local stack, run the nightly DAG, provision Superset"
@@ -41,12 +41,16 @@ lock: $(UV)
 	done
 
 chromium:
-	@bash tools/ensure_chromium.sh
+	@bash tools/ensure_system_packages.sh chromium
+
+# Debian packages the suite drives: chromium (browser tests), prometheus (extractor tests).
+system-packages:
+	@bash tools/ensure_system_packages.sh
 
 demo: envs
 	@./slm demo
 
-test: envs chromium
+test: envs system-packages
 	@$(VENVS)/airflow/bin/python -m pytest $(PYTEST_ARGS)
 
 down:
