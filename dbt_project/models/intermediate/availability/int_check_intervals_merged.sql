@@ -1,0 +1,166 @@
+-- Check statuses as merged intervals: one row per run of equal statuses of a service within one UTC day.
+--
+-- A check's status holds from its checked_at until the service's next check, for at most twice the usual
+-- check interval (CANONICAL_FORMAT.md); beyond that the time is unmeasured. The usual interval is the most
+-- frequent spacing between the service's consecutive checks of that UTC day (mode, the smaller on a tie).
+-- Consecutive checks with the same status whose holds touch form one interval, so a day of 1-minute "up"
+-- checks is one row: everything downstream reads these rows, never the raw checks.
+--
+-- Incremental, grain (service_code, check_day): a run rebuilds only the days that hold checks written by a
+-- load batch newer than the last one seen here (late data included), plus the day before each (its last
+-- check holds into the changed day), reading those days and the next one from the primary-key index. The
+-- result equals a full rebuild as long as a service's usual interval is at most 12 hours (a hold then never
+-- reaches past the next UTC day).
+
+with
+
+checks as (
+    select * from {{ ref('stg_canonical__checks') }}
+),
+
+{% if is_incremental() %}
+
+    changed_days as (
+        select distinct
+            service_code,
+            (checked_at at time zone 'UTC')::date as check_day
+        from checks
+        where batch_id > (select coalesce(max(this_run.max_batch_id), 0) from {{ this }} as this_run)
+    ),
+
+    days_to_build as (
+        select
+            service_code,
+            check_day
+        from changed_days
+        union
+        select
+            service_code,
+            check_day - 1 as check_day
+        from changed_days
+    ),
+
+    days_to_read as (
+        select
+            service_code,
+            check_day
+        from days_to_build
+        union
+        select
+            service_code,
+            check_day + 1 as check_day
+        from days_to_build
+    ),
+
+    scoped_checks as (
+        select day_checks.*
+        from days_to_read
+        -- Lateral: one primary-key range scan per service-day, whatever the size of the history.
+        cross join lateral (
+            select
+                checks.service_code,
+                checks.checked_at,
+                checks.status,
+                checks.batch_id
+            from checks
+            where
+                checks.service_code = days_to_read.service_code
+                and checks.checked_at >= days_to_read.check_day::timestamp at time zone 'UTC'
+                and checks.checked_at < (days_to_read.check_day + 1)::timestamp at time zone 'UTC'
+        ) as day_checks
+    ),
+
+{% else %}
+
+    scoped_checks as (
+        select
+            service_code,
+            checked_at,
+            status,
+            batch_id
+        from checks
+    ),
+
+{% endif %}
+
+with_next as (
+    select
+        service_code,
+        checked_at,
+        status,
+        batch_id,
+        (checked_at at time zone 'UTC')::date as check_day,
+        lead(checked_at) over (partition by service_code order by checked_at) as next_checked_at
+    from scoped_checks
+),
+
+usual_intervals as (
+    select
+        service_code,
+        check_day,
+        mode() within group (order by next_checked_at - checked_at) as usual_interval
+    from with_next
+    where next_checked_at is not null
+    group by service_code, check_day
+),
+
+held as (
+    select
+        with_next.service_code,
+        with_next.check_day,
+        with_next.checked_at,
+        with_next.status,
+        with_next.batch_id,
+        -- least() skips nulls: the last known check holds for twice the usual interval.
+        least(
+            with_next.next_checked_at, with_next.checked_at + 2 * usual_intervals.usual_interval
+        ) as held_until
+    from with_next
+    inner join usual_intervals
+        on
+            with_next.service_code = usual_intervals.service_code
+            and with_next.check_day = usual_intervals.check_day
+    {% if is_incremental() %}
+        inner join days_to_build
+            on
+                with_next.service_code = days_to_build.service_code
+                and with_next.check_day = days_to_build.check_day
+    {% endif %}
+),
+
+run_starts as (
+    select
+        *,
+        case
+            when
+                lag(status) over same_day = status
+                and lag(held_until) over same_day = checked_at
+                then 0
+            else 1
+        end as starts_run
+    from held
+    window same_day as (partition by service_code, check_day order by checked_at)
+),
+
+runs_numbered as (
+    select
+        *,
+        sum(starts_run) over (partition by service_code, check_day order by checked_at) as run_number
+    from run_starts
+),
+
+final as (
+    select
+        service_code,
+        check_day,
+        status,
+        min(checked_at) as interval_start,
+        max(held_until) as interval_end,
+        max(checked_at) as last_checked_at,
+        count(*) as checks_count,
+        max(batch_id) as max_batch_id
+    from runs_numbered
+    group by service_code, check_day, run_number, status
+)
+
+select * from final

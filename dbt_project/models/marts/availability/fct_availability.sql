@@ -1,0 +1,245 @@
+-- Availability per service, SLA availability objective and period (day, month, quarter, year; cut in the
+-- client's time zone), up to the run's cut-off (int_service_ranges_aggregated.cutoff_at).
+--
+-- Per local day (the objective version in force that day):
+--   calendar      = the day's open windows of the objective's calendar (a 24x7 calendar counts real minutes,
+--                   so a DST day has 23 or 25 hours)
+--   maintenance   = calendar ∩ approved maintenance
+--   agreed (AST)  = calendar − approved maintenance
+--   downtime      = AST ∩ down (checks said down, or a source reported an outage; overlaps counted once)
+--   unmeasured    = AST − measured (no check holds there and no outage is reported)
+-- Periods sum their days. Unmeasured minutes are neither up nor down: availability is computed over the
+-- measured part of AST, (AST − unmeasured − downtime) ÷ (AST − unmeasured), with coverage =
+-- (AST − unmeasured) ÷ AST beside it and a flag below 99 %. Fully measured, this is SERVICE_LEVELS.md's
+-- (AST − downtime) ÷ AST. Error budget = (1 − target) × AST over the whole AST (unmeasured minutes do not
+-- shrink it); remaining = budget − downtime, negative once overspent.
+
+{%- set period_types = var('availability_period_types', ['day', 'month', 'quarter', 'year']) %}
+{%- set period_values = "('" ~ period_types | join("'), ('") ~ "')" %}
+
+with
+
+objectives as (
+    select * from {{ ref('int_availability_objectives_matched') }}
+),
+
+service_ranges as (
+    select * from {{ ref('int_service_ranges_aggregated') }}
+),
+
+calendar_windows as (
+    select * from {{ ref('stg_contracts__calendar_windows') }}
+),
+
+bounds as (
+    select
+        max(cutoff_at) as cutoff_at,
+        min(lower(measured_ranges)) as monitoring_started_at
+    from service_ranges
+),
+
+objective_days as (
+    select
+        objectives.client_code,
+        objectives.client_timezone,
+        objectives.service_code,
+        objectives.agreement_id,
+        objectives.objective_id,
+        objectives.calendar_code,
+        objectives.target_pct,
+        local_days.local_day::date as local_day,
+        bounds.cutoff_at,
+        -- Measurement starts with the first monitoring data: before it nothing is agreed-and-measurable.
+        tstzrange(
+            greatest(
+                local_days.local_day::timestamp at time zone objectives.client_timezone,
+                bounds.monitoring_started_at
+            ),
+            least(
+                (local_days.local_day + interval '1 day')::timestamp at time zone objectives.client_timezone,
+                bounds.cutoff_at
+            )
+        ) as day_range
+    from objectives
+    cross join bounds
+    -- From the first day any monitoring exists (a service without data then shows as unmeasured) to the
+    -- cut-off, inside the version's validity.
+    cross join
+        lateral generate_series(
+            greatest(
+                objectives.valid_from,
+                (bounds.monitoring_started_at at time zone objectives.client_timezone)::date
+            )
+            ::timestamp,
+            least(
+                coalesce(
+                    objectives.valid_to, (bounds.cutoff_at at time zone objectives.client_timezone)::date
+                ),
+                (bounds.cutoff_at at time zone objectives.client_timezone)::date
+            )::timestamp,
+            interval '1 day'
+        ) as local_days (local_day)
+    where local_days.local_day::timestamp at time zone objectives.client_timezone < bounds.cutoff_at
+),
+
+day_calendars as (
+    select
+        objective_days.service_code,
+        objective_days.objective_id,
+        objective_days.local_day,
+        range_agg(
+            tstzrange(calendar_windows.window_start, calendar_windows.window_end) * objective_days.day_range
+        )
+            as calendar_ranges
+    from objective_days
+    inner join calendar_windows
+        on
+            objective_days.calendar_code = calendar_windows.calendar_code
+            -- A window never spans more than a local day (25 h at most): bounds the index range scan.
+            and calendar_windows.window_start > lower(objective_days.day_range) - interval '2 days'
+            and calendar_windows.window_start < upper(objective_days.day_range)
+            and calendar_windows.window_end > lower(objective_days.day_range)
+    group by objective_days.service_code, objective_days.objective_id, objective_days.local_day
+),
+
+day_ranges as (
+    select
+        objective_days.*,
+        coalesce(day_calendars.calendar_ranges, '{}') as calendar_ranges,
+        coalesce(day_calendars.calendar_ranges, '{}') - coalesce(service_ranges.maintenance_ranges, '{}')
+            as agreed_ranges,
+        coalesce(service_ranges.down_ranges, '{}') as down_ranges,
+        coalesce(service_ranges.measured_ranges, '{}') as measured_ranges
+    from objective_days
+    left join day_calendars
+        on
+            objective_days.service_code = day_calendars.service_code
+            and objective_days.objective_id = day_calendars.objective_id
+            and objective_days.local_day = day_calendars.local_day
+    left join service_ranges on objective_days.service_code = service_ranges.service_code
+),
+
+day_minutes as (
+    select
+        client_code,
+        client_timezone,
+        service_code,
+        agreement_id,
+        objective_id,
+        target_pct,
+        local_day,
+        cutoff_at,
+        {{ multirange_minutes('calendar_ranges') }} as calendar_minutes,
+        {{ multirange_minutes('agreed_ranges') }} as agreed_minutes,
+        {{ multirange_minutes('agreed_ranges * down_ranges') }} as downtime_minutes,
+        {{ multirange_minutes('agreed_ranges - measured_ranges') }} as unmeasured_minutes
+    from day_ranges
+),
+
+period_days as (
+    select
+        day_minutes.*,
+        period_grains.period_type,
+        case
+            when period_grains.period_type = 'day' then day_minutes.local_day
+            else date_trunc(period_grains.period_type, day_minutes.local_day)::date
+        end as period_start
+    from day_minutes
+    cross join (
+        values {{ period_values }}
+    ) as period_grains (period_type)
+),
+
+periods as (
+    select
+        period_days.client_code,
+        period_days.client_timezone,
+        period_days.service_code,
+        period_days.agreement_id,
+        period_days.objective_id,
+        period_days.period_type,
+        period_days.period_start,
+        max(period_days.cutoff_at) as cutoff_at,
+        -- An amendment inside a period: the target shown is the one in force on its last measured day; the
+        -- budget is the sum of each day's own budget.
+        (array_agg(period_days.target_pct order by period_days.local_day desc))[1] as target_pct,
+        sum(period_days.calendar_minutes) as calendar_minutes,
+        sum(period_days.agreed_minutes) as agreed_minutes,
+        sum(period_days.calendar_minutes - period_days.agreed_minutes) as maintenance_minutes,
+        sum(period_days.downtime_minutes) as downtime_minutes,
+        sum(period_days.unmeasured_minutes) as unmeasured_minutes,
+        sum((100 - period_days.target_pct) / 100 * period_days.agreed_minutes) as error_budget_minutes
+    from period_days
+    group by
+        period_days.client_code,
+        period_days.client_timezone,
+        period_days.service_code,
+        period_days.agreement_id,
+        period_days.objective_id,
+        period_days.period_type,
+        period_days.period_start
+),
+
+figures as (
+    select
+        *,
+        agreed_minutes - unmeasured_minutes as measured_minutes,
+        case
+            when agreed_minutes - unmeasured_minutes > 0
+                then
+                    100 * (agreed_minutes - unmeasured_minutes - downtime_minutes)
+                    / (agreed_minutes - unmeasured_minutes)
+        end as availability_exact,
+        case when agreed_minutes > 0 then 100 * (agreed_minutes - unmeasured_minutes) / agreed_minutes end
+            as coverage_exact,
+        (
+            period_start
+            + case period_type
+                when 'day' then interval '1 day'
+                when 'month' then interval '1 month'
+                when 'quarter' then interval '3 months'
+                else interval '1 year'
+            end
+        )::date as period_end_exclusive
+    from periods
+),
+
+final as (
+    select  -- noqa: ST06
+        figures.client_code,
+        figures.service_code,
+        figures.agreement_id,
+        figures.objective_id,
+        figures.period_type,
+        figures.period_start,
+        (figures.period_end_exclusive - 1) as period_end,
+        round(figures.calendar_minutes, 2) as calendar_minutes,
+        round(figures.agreed_minutes, 2) as agreed_minutes,
+        round(figures.maintenance_minutes, 2) as maintenance_minutes,
+        round(figures.downtime_minutes, 2) as downtime_minutes,
+        round(figures.unmeasured_minutes, 2) as unmeasured_minutes,
+        round(figures.coverage_exact, 2) as coverage_pct,
+        coalesce(figures.coverage_exact < 99, false) as coverage_below_99,
+        round(figures.availability_exact, 4) as availability_pct,
+        figures.target_pct,
+        figures.availability_exact >= figures.target_pct as is_met,
+        round(figures.error_budget_minutes, 2) as error_budget_minutes,
+        round(figures.error_budget_minutes - figures.downtime_minutes, 2) as error_budget_remaining_minutes,
+        case
+            when figures.error_budget_minutes > 0
+                then
+                    round(
+                        100
+                        * (figures.error_budget_minutes - figures.downtime_minutes)
+                        / figures.error_budget_minutes,
+                        2
+                    )
+        end as error_budget_remaining_pct,
+        -- The period's last instant has not been reached at the cut-off: figures so far.
+        figures.period_end_exclusive::timestamp at time zone figures.client_timezone <= figures.cutoff_at
+            as is_period_complete,
+        figures.cutoff_at as as_of
+    from figures
+)
+
+select * from final
