@@ -162,6 +162,88 @@ def cmd_import_servicenow_export(args: argparse.Namespace) -> int:
     return cmd_import(args)
 
 
+def _warehouse_dsn(args: argparse.Namespace) -> str:
+    from slm_platform import stack
+    from slm_platform.settings import WAREHOUSE_DB
+
+    return args.dsn or stack.pg_server().dsn(WAREHOUSE_DB)
+
+
+def _print_batches(results: list) -> None:
+    for r in results:
+        _say(
+            f"  {r.entity:14} read {r.rows_read:>8}  loaded {r.rows_loaded:>8}  "
+            f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
+        )
+    if any(r.rows_quarantined for r in results):
+        _say("quarantined rows: see raw.quarantine (reason, location, raw record)")
+
+
+def cmd_extract_prometheus(args: argparse.Namespace) -> int:
+    """Extract [start, end) from Prometheus into a landing folder, then load it like any drop."""
+    import os
+    from datetime import UTC, datetime
+
+    from slm_platform import loader
+    from slm_platform.monitoring import prometheus as prom
+    from slm_platform.settings import slm_home
+
+    def when(value: str) -> datetime:
+        t = datetime.fromisoformat(value)
+        if t.tzinfo is None:
+            raise StackError(f"{value}: give a time zone (e.g. 2026-11-01T00:00Z)")
+        return t
+
+    try:
+        config = prom.load_config(args.config or prom.DEFAULT_CONFIG)
+        dsn = _warehouse_dsn(args)
+        if args.start:
+            start = when(args.start)
+        else:
+            high_water = prom.watermark(dsn)
+            if high_water is None:
+                raise StackError("no prometheus watermark yet (nothing loaded): give --start")
+            start = datetime.fromtimestamp(high_water.timestamp() + config.step_seconds, UTC)
+        step = config.step_seconds
+        now = datetime.now(UTC).timestamp()
+        end = when(args.end) if args.end else datetime.fromtimestamp(now // step * step, UTC)
+        landing = Path(args.out) if args.out else slm_home() / "landing" / "prometheus"
+        url = args.url or os.environ.get("SLM_PROMETHEUS_URL") or None
+        _say(f"==> extracting {config.expression} [{start.isoformat()}, {end.isoformat()}) step {step}s")
+        res, batches = prom.extract_and_load(
+            dsn, config, start, end, landing, url=url, auth=prom.auth_from_env(), log=_say
+        )
+    except (prom.PrometheusError, prom.ConfigError, ValueError, loader.LoadError) as exc:
+        raise StackError(str(exc)) from exc
+    _say(
+        f"extracted {res.samples} samples of {res.series} series in {res.chunks} queries "
+        f"({res.rows_unmapped} unmapped) → {res.file}"
+    )
+    _print_batches(batches)
+    return 0
+
+
+def cmd_import_statuspage(args: argparse.Namespace) -> int:
+    """Convert a status-page outage history (CSV) to a canonical drop, then load it."""
+    from slm_platform import loader
+    from slm_platform.monitoring import statuspage
+    from slm_platform.settings import slm_home
+
+    out = Path(args.out) if args.out else slm_home() / "drops" / "statuspage"
+    try:
+        mapping = statuspage.load_mapping(args.mapping or statuspage.DEFAULT_MAPPING)
+        res, batches = statuspage.import_file(_warehouse_dsn(args), args.file, out, mapping, log=_say)
+    except (statuspage.MappingError, ValueError, OSError, loader.LoadError) as exc:
+        raise StackError(f"cannot import {args.file}: {exc}") from exc
+    _say(
+        f"read {res.rows_read} rows: {res.rows_mapped} mapped ({res.outage_rows} outage rows, "
+        f"{res.maintenance_rows} maintenance rows, {res.merged} merged), {res.rows_unmapped} unmapped "
+        f"(quarantined) → {out}"
+    )
+    _print_batches(batches)
+    return 0
+
+
 def cmd_import_survey_export(args: argparse.Namespace) -> int:
     """Convert a survey-tool export (responses, optional invitations) with its mapping, then load it."""
     from slm_platform import stack
@@ -275,6 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", help="folder for the converted drop (default: $SLM_HOME/drops/servicenow_export)")
     s.set_defaults(func=cmd_import_servicenow_export)
+
+    s = sub.add_parser("extract", help="extract a monitoring source into the warehouse")
+    s.add_argument("source", choices=["prometheus"])
+    s.add_argument("--start", help="window start, ISO-8601 with zone (default: just after the watermark)")
+    s.add_argument("--end", help="window end, excluded (default: now, down to a step)")
+    s.add_argument("--config", help="source configuration (default: config/sources/prometheus.yaml)")
+    s.add_argument("--url", help="Prometheus URL (default: SLM_PROMETHEUS_URL, then the configuration)")
+    s.add_argument("--out", help="landing folder (default: $SLM_HOME/landing/prometheus)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_extract_prometheus)
+
+    s = sub.add_parser("import-statuspage", help="convert a status-page outage history (CSV) and load it")
+    s.add_argument("file")
+    s.add_argument(
+        "--mapping", help="title -> service mapping (default: config/sources/statuspage_github.yaml)"
+    )
+    s.add_argument("--out", help="folder for the converted drop (default: $SLM_HOME/drops/statuspage)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_import_statuspage)
 
     s = sub.add_parser(
         "import-survey-export",

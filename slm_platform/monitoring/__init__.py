@@ -1,0 +1,1 @@
+"""Availability sources: Prometheus probes (checks), status-page histories (outages, maintenance)."""
