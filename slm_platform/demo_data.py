@@ -83,7 +83,7 @@ COMMENTS = (
 )
 # Surveys and complaints draw their extra details from a stream of their own, so that adding them left every
 # other generated value (tickets, checks, ...) unchanged.
-CSAT_WEIGHTS = {"fast": [3, 5, 11, 36, 45], "slow": [14, 16, 22, 28, 20]}  # 1..5; slow tickets score lower
+CSAT_WEIGHTS = {"fast": [3, 5, 11, 36, 45], "slow": [25, 25, 20, 18, 12]}  # 1..5; slow tickets score lower
 COMPLAINT_CATEGORIES = {
     "linked": ("response time", "resolution quality", "communication"),
     "unlinked": ("communication", "billing", "service quality"),
@@ -418,7 +418,11 @@ class _Generator:
                 sent + timedelta(minutes=rnd.randrange(10, 3 * 24 * 60)) if rnd.random() < 0.45 else None
             )
             # One draw either way (the main stream stays as it was); a slow ticket draws from lower weights.
-            slow = t.resolved - t.opened > timedelta(minutes=2 * TIMES[t.priority][1])
+            resp_median, work_median = TIMES[t.priority]
+            slow = (
+                t.resolved - t.opened > timedelta(minutes=3 * work_median)
+                or t.first_response - t.opened > timedelta(minutes=4 * resp_median)
+            )
             csat = rnd.choices([1, 2, 3, 4, 5], weights=CSAT_WEIGHTS["slow" if slow else "fast"])[0]
             self._survey(
                 t.client,
