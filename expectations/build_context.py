@@ -5,8 +5,9 @@ this script so that they stay reproducible; edit the expectations here, then run
 
     SLM_WAREHOUSE_DSN=postgresql://... .venvs/airflow/bin/python expectations/build_context.py
 
-GX tests the connection (and that ``raw.tickets`` exists) when a datasource or asset is added, so the DSN must
-reach a warehouse that has the raw schema. Only the placeholder ``${SLM_WAREHOUSE_DSN}`` is written to disk.
+GX tests the connection (and that each raw table exists) when a datasource or asset is added, so the DSN must
+reach a warehouse that has the raw schema (``./slm stack up`` creates it). Only the placeholder
+``${SLM_WAREHOUSE_DSN}`` is written to disk.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ DATASOURCE = "warehouse"
 DSN_PLACEHOLDER = "${SLM_WAREHOUSE_DSN}"  # resolved by GX config substitution at run time
 TICKET_TYPES = ["incident", "request", "complaint", "problem", "change"]
 PRIORITIES = ["P1", "P2", "P3", "P4"]
+CHECK_STATUSES = ["up", "down"]
+SURVEY_TYPES = ["transactional", "relationship", "review"]
+# Score scales (CANONICAL_FORMAT.md): CSAT 1-5, NPS 0-10, CES 1-7.
+SCORE_RANGES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
 
 
 def raw_tickets_expectations() -> list[gxe.Expectation]:
@@ -48,9 +53,62 @@ def raw_tickets_expectations() -> list[gxe.Expectation]:
     ]
 
 
+def raw_checks_expectations() -> list[gxe.Expectation]:
+    # No minimum row count: a deployment without monitoring is legitimate (availability then reports its
+    # time as unmeasured). Gaps between checks are legitimate too (unmeasured time), so are not checked.
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="service_code"),
+        gxe.ExpectColumnValuesToNotBeNull(column="checked_at"),
+        gxe.ExpectColumnValuesToNotBeNull(column="status"),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=CHECK_STATUSES),
+        # Two results for one service at one instant would count that instant twice, or contradict itself.
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["service_code", "checked_at"]),
+        gxe.ExpectColumnValuesToBeBetween(column="latency_ms", min_value=0),  # null (no answer) is fine
+    ]
+
+
+def raw_surveys_expectations() -> list[gxe.Expectation]:
+    expectations: list[gxe.Expectation] = [
+        gxe.ExpectColumnValuesToNotBeNull(column="response_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="response_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="client_code"),
+        gxe.ExpectColumnValuesToNotBeNull(column="sent_at"),
+        gxe.ExpectColumnValuesToBeInSet(column="survey_type", value_set=SURVEY_TYPES),
+    ]
+    expectations += [
+        gxe.ExpectColumnValuesToBeBetween(column=score, min_value=low, max_value=high)
+        for score, (low, high) in SCORE_RANGES.items()
+    ]
+    expectations += [
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="answered_at",
+            column_B="sent_at",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        ),
+        # A score on a survey nobody answered would count in CSAT / NPS but not in the response rate.
+        gxe.UnexpectedRowsExpectation(
+            unexpected_rows_query=(
+                "select response_id, csat, nps, ces from {batch}"
+                " where answered_at is null and coalesce(csat, nps, ces) is not null"
+            ),
+            description="scores only on answered surveys (answered_at set)",
+        ),
+    ]
+    return expectations
+
+
+# checkpoint name (= suite = validation definition) -> (raw table, expectations)
+SUITES = {
+    "raw_tickets": ("tickets", raw_tickets_expectations),
+    "raw_checks": ("checks", raw_checks_expectations),
+    "raw_surveys": ("surveys", raw_surveys_expectations),
+}
+
+
 def build() -> None:
     if not os.environ.get("SLM_WAREHOUSE_DSN"):
-        sys.exit("set SLM_WAREHOUSE_DSN to a warehouse that has raw.tickets (GX tests the connection)")
+        sys.exit("set SLM_WAREHOUSE_DSN to a warehouse that has the raw schema (GX tests the connection)")
     # Start from scratch so that the committed files are exactly what this script describes.
     shutil.rmtree(GX_DIR, ignore_errors=True)
     context = gx.get_context(mode="file", project_root_dir=PROJECT_ROOT)
@@ -60,25 +118,26 @@ def build() -> None:
     context.variables.save()
 
     datasource = context.data_sources.add_postgres(name=DATASOURCE, connection_string=DSN_PLACEHOLDER)
-    # schema_name is deprecated in GX 1.14+, yet the postgres datasource offers no other place for it.
-    asset = datasource.add_table_asset(name="raw.tickets", table_name="tickets", schema_name="raw")
-    batch = asset.add_batch_definition_whole_table("whole_table")
+    for name, (table, expectations) in SUITES.items():
+        # schema_name is deprecated in GX 1.14+, yet the postgres datasource offers no other place for it.
+        asset = datasource.add_table_asset(name=f"raw.{table}", table_name=table, schema_name="raw")
+        batch = asset.add_batch_definition_whole_table("whole_table")
 
-    suite = context.suites.add(gx.ExpectationSuite(name="raw_tickets"))
-    for expectation in raw_tickets_expectations():
-        suite.add_expectation(expectation)
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in expectations():
+            suite.add_expectation(expectation)
 
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name="raw_tickets", data=batch, suite=suite)
-    )
-    context.checkpoints.add(
-        gx.Checkpoint(
-            name="raw_tickets",
-            validation_definitions=[validation],
-            actions=[],  # the DAG gate reads the result itself; no data docs build on every run
-            result_format={"result_format": "SUMMARY"},
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-    )
+        context.checkpoints.add(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[validation],
+                actions=[],  # the DAG gate reads the result itself; no data docs build on every run
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
     print(f"wrote {GX_DIR}")
 
 

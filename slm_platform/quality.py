@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,8 @@ from slm_platform.settings import REPO_ROOT
 
 GX_PROJECT_ROOT = REPO_ROOT / "expectations"
 DSN_ENV = "SLM_WAREHOUSE_DSN"  # the name the committed datasource config substitutes
+# The raw-data gate of the nightly: every one must pass before dbt runs.
+RAW_CHECKPOINTS = ("raw_tickets", "raw_checks", "raw_surveys")
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,12 @@ class ExpectationFailure:
     unexpected_count: int | None
     detail: str = ""
 
+    description: str = ""  # the rule in words, for expectations that have no column (a SQL query)
+
     def describe(self) -> str:
         where = f" on {self.column}" if self.column else ""
+        if self.description:
+            where += f" [{self.description}]"
         count = f": {self.unexpected_count} unexpected" if self.unexpected_count is not None else ""
         extra = f" ({self.detail})" if self.detail else ""
         return f"{self.expectation_type}{where}{count}{extra}"
@@ -51,9 +57,10 @@ class CheckResult:
 class DataQualityError(RuntimeError):
     """A checkpoint failed: the data must not flow downstream."""
 
-    def __init__(self, result: CheckResult) -> None:
-        super().__init__(result.summary())
+    def __init__(self, result: CheckResult, others: Sequence[CheckResult] = ()) -> None:
+        super().__init__("\n".join(r.summary() for r in (result, *others)))
         self.result = result
+        self.results = [result, *others]
 
 
 @contextmanager
@@ -106,11 +113,12 @@ def _failure_of(validation: Any) -> ExpectationFailure:
         column=_column_of(kwargs),
         unexpected_count=result.get("unexpected_count"),
         detail=detail,
+        description=config.description or "",
     )
 
 
-def run_checkpoint(name: str, dsn: str) -> CheckResult:
-    """Run the committed checkpoint ``name`` against the warehouse at ``dsn``."""
+def run_checkpoints(names: Sequence[str], dsn: str) -> list[CheckResult]:
+    """Run the committed checkpoints ``names`` against the warehouse at ``dsn``, all of them, in order."""
     with _env(GX_ANALYTICS_ENABLED="false", **{DSN_ENV: dsn}):
         import great_expectations as gx  # slow import; only the tasks that validate pay for it
 
@@ -121,8 +129,15 @@ def run_checkpoint(name: str, dsn: str) -> CheckResult:
                 "ignore", message="`schema_name` is deprecated", category=DeprecationWarning
             )
             context = gx.get_context(mode="file", project_root_dir=GX_PROJECT_ROOT)
-            checkpoint_result = context.checkpoints.get(name).run()
+            return [_result_of(name, context.checkpoints.get(name).run()) for name in names]
 
+
+def run_checkpoint(name: str, dsn: str) -> CheckResult:
+    """Run the committed checkpoint ``name`` against the warehouse at ``dsn``."""
+    return run_checkpoints([name], dsn)[0]
+
+
+def _result_of(name: str, checkpoint_result: Any) -> CheckResult:
     evaluated = 0
     failures: list[ExpectationFailure] = []
     for suite_result in checkpoint_result.run_results.values():
@@ -140,3 +155,11 @@ def raise_on_failure(result: CheckResult) -> CheckResult:
     if not result.success:
         raise DataQualityError(result)
     return result
+
+
+def raise_on_any_failure(results: Sequence[CheckResult]) -> list[CheckResult]:
+    """The gate over several checkpoints: raise listing every failed expectation of every failed one."""
+    failed = [r for r in results if not r.success]
+    if failed:
+        raise DataQualityError(failed[0], failed[1:])
+    return list(results)

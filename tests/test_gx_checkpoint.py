@@ -1,5 +1,5 @@
-"""The committed GX checkpoint `raw_tickets`: passes on good rows, fails naming the broken expectations,
-and never writes into the committed project files."""
+"""The committed GX checkpoints of the raw gate (raw_tickets, raw_checks, raw_surveys): each passes on good
+rows and on the demo data, fails naming the broken expectations, and never writes into the committed files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from datetime import datetime
 import psycopg2
 import pytest
 
-from slm_platform.quality import GX_PROJECT_ROOT, DataQualityError, raise_on_failure, run_checkpoint
+from slm_platform import demo_data
+from slm_platform.loader import load_drop
+from slm_platform.quality import (
+    GX_PROJECT_ROOT,
+    RAW_CHECKPOINTS,
+    DataQualityError,
+    raise_on_any_failure,
+    raise_on_failure,
+    run_checkpoint,
+    run_checkpoints,
+)
 from slm_platform.raw_schema import ensure_raw_schema
 
 GOOD = [
@@ -108,3 +118,209 @@ def test_checkpoint_fails_on_empty_table(fresh_db: str) -> None:
 
     assert not result.success
     assert [f.expectation_type for f in result.failures] == ["expect_table_row_count_to_be_between"]
+
+
+# --- raw checks and surveys -------------------------------------------------------------------------------
+
+GOOD_CHECKS = [
+    # service, checked_at, status, latency_ms
+    ("ACME-WEB", "2026-11-01T00:00:00Z", "up", 120),
+    ("ACME-WEB", "2026-11-01T00:05:00Z", "down", None),  # no answer: no latency
+    ("ACME-WEB", "2026-11-01T01:15:00+01:00", "up", 0),  # another instant written in another zone
+    ("ACME-ERP", "2026-11-01T00:00:00Z", "up", 95),  # same instant, another service
+]
+BROKEN_CHECKS = [
+    ("ACME-WEB", "2026-11-01T00:00:00Z", "up", 130),  # a second result for the same service and instant
+    ("ACME-WEB", "2026-11-01T00:10:00Z", "degraded", 80),  # not up/down
+    ("ACME-ERP", "2026-11-01T00:05:00Z", "up", -5),  # negative latency
+]
+
+GOOD_SURVEYS = [
+    # response_id, client, type, sent_at, answered_at, csat, nps, ces
+    ("S1", "ACME", "transactional", "2026-11-01T10:00:00Z", "2026-11-01T12:00:00Z", 5, None, 1),
+    (
+        "S2",
+        "ACME",
+        "relationship",
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:00:00Z",
+        None,
+        0,
+        None,
+    ),  # same time
+    ("S3", "ACME", "review", "2026-11-01T10:00:00Z", None, None, None, None),  # not answered: no score
+    ("S4", "NYC", "relationship", "2026-11-01T10:00:00Z", "2026-11-08T10:00:00Z", None, 10, None),
+    ("S5", "NYC", "transactional", "2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z", 1, None, 7),
+]
+BROKEN_SURVEYS = [
+    ("S6", "ACME", "transactional", "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z", 6, None, 3),  # CSAT 1-5
+    (
+        "S7",
+        "ACME",
+        "relationship",
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T11:00:00Z",
+        None,
+        11,
+        None,
+    ),  # NPS 0-10
+    ("S8", "ACME", "transactional", "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z", 4, None, 0),  # CES 1-7
+    ("S9", "NYC", "transactional", "2026-11-01T10:00:00Z", "2026-11-01T09:59:00Z", 4, None, 2),  # before sent
+    ("S10", "NYC", "review", "2026-11-01T10:00:00Z", None, 3, None, None),  # scored, never answered
+]
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _insert(dsn: str, sql: str, rows: list[tuple], drop_key: str | None = None) -> None:
+    """Put rows straight into a raw table, as a manual fix or a faulty connector would (the loader refuses
+    them); ``drop_key`` names a table whose primary key is dropped first so duplicates get in too."""
+    conn = psycopg2.connect(dsn)
+    try:
+        ensure_raw_schema(conn)
+        with conn.cursor() as cur:
+            if drop_key:
+                cur.execute(
+                    "select conname from pg_constraint where conrelid = %s::regclass and contype = 'p'",
+                    (drop_key,),
+                )
+                (pkey,) = cur.fetchone()
+                cur.execute(f'alter table {drop_key} drop constraint "{pkey}"')
+            cur.executemany(sql, rows)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _raw_checks(dsn: str, rows: list[tuple], drop_key: bool = False) -> None:
+    _insert(
+        dsn,
+        "insert into raw.checks (service_code, checked_at, status, latency_ms, _batch_id, _source,"
+        " _loaded_at) values (%s, %s, %s, %s, 1, 'test', now())",
+        [(svc, _ts(at), status, latency) for svc, at, status, latency in rows],
+        drop_key="raw.checks" if drop_key else None,
+    )
+
+
+def _raw_surveys(dsn: str, rows: list[tuple]) -> None:
+    _insert(
+        dsn,
+        "insert into raw.surveys (response_id, client_code, survey_type, sent_at, answered_at, csat, nps,"
+        " ces, _batch_id, _source, _loaded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, 1, 'test', now())",
+        [
+            (rid, client, kind, _ts(sent), _ts(answered), *scores)
+            for rid, client, kind, sent, answered, *scores in rows
+        ],
+    )
+
+
+def test_checks_checkpoint_passes_on_good_rows(fresh_db: str) -> None:
+    _raw_checks(fresh_db, GOOD_CHECKS)
+
+    result = run_checkpoint("raw_checks", fresh_db)
+
+    assert result.success, result.summary()
+    assert result.evaluated == 6
+
+
+def test_checks_checkpoint_fails_and_names_broken_expectations(fresh_db: str) -> None:
+    _raw_checks(fresh_db, GOOD_CHECKS + BROKEN_CHECKS, drop_key=True)
+
+    result = run_checkpoint("raw_checks", fresh_db)
+
+    assert not result.success
+    failed = {(f.expectation_type, f.column): f.unexpected_count for f in result.failures}
+    assert failed == {
+        ("expect_compound_columns_to_be_unique", "service_code,checked_at"): 2,
+        ("expect_column_values_to_be_in_set", "status"): 1,
+        ("expect_column_values_to_be_between", "latency_ms"): 1,
+    }
+
+
+def test_surveys_checkpoint_passes_on_good_rows(fresh_db: str) -> None:
+    _raw_surveys(fresh_db, GOOD_SURVEYS)
+
+    result = run_checkpoint("raw_surveys", fresh_db)
+
+    assert result.success, result.summary()
+    assert result.evaluated == 10
+
+
+def test_surveys_checkpoint_fails_and_names_broken_expectations(fresh_db: str) -> None:
+    _raw_surveys(fresh_db, GOOD_SURVEYS + BROKEN_SURVEYS)
+
+    result = run_checkpoint("raw_surveys", fresh_db)
+
+    assert not result.success
+    failed = {(f.expectation_type, f.column): f.unexpected_count for f in result.failures}
+    assert failed == {
+        ("expect_column_values_to_be_between", "csat"): 1,
+        ("expect_column_values_to_be_between", "nps"): 1,
+        ("expect_column_values_to_be_between", "ces"): 1,
+        ("expect_column_pair_values_a_to_be_greater_than_b", "answered_at,sent_at"): 1,
+        # a SQL rule has no column and no unexpected_count: it reports the rows its query returned
+        ("unexpected_rows_expectation", None): None,
+    }
+    sql_rule = next(f for f in result.failures if f.expectation_type == "unexpected_rows_expectation")
+    assert sql_rule.detail == "observed 1"
+    assert "scores only on answered surveys" in sql_rule.describe()
+
+
+@pytest.mark.parametrize("bad_row", [0, 1, 2, 3, 4])
+def test_each_broken_survey_alone_fails_the_checkpoint(fresh_db: str, bad_row: int) -> None:
+    _raw_surveys(fresh_db, GOOD_SURVEYS + [BROKEN_SURVEYS[bad_row]])
+
+    result = run_checkpoint("raw_surveys", fresh_db)
+
+    assert not result.success
+    assert len(result.failures) == 1, result.summary()
+
+
+def test_demo_data_passes_every_raw_checkpoint(fresh_db: str, tmp_path) -> None:
+    """The generated demo drop, through the real loader: no false alarm from any checkpoint."""
+    counts = demo_data.generate(tmp_path / "demo")
+    assert counts["checks"] > 1000 and counts["surveys"] > 100  # not a vacuous pass
+    load_drop(fresh_db, tmp_path / "demo")
+
+    results = run_checkpoints(RAW_CHECKPOINTS, fresh_db)
+
+    assert [r.checkpoint for r in results] == list(RAW_CHECKPOINTS)
+    assert all(r.success for r in results), "\n".join(r.summary() for r in results)
+    assert raise_on_any_failure(results) == results
+
+
+def test_gate_runs_every_checkpoint_and_names_each_failure(fresh_db: str, tmp_path) -> None:
+    """One bad row in each raw table: the gate reports all three checkpoints, not only the first."""
+    demo_data.generate(tmp_path / "demo")
+    load_drop(fresh_db, tmp_path / "demo")
+    with psycopg2.connect(fresh_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "update raw.tickets set priority = 'P9'"
+            " where ticket_id = (select min(ticket_id) from raw.tickets)"
+        )
+        cur.execute(
+            "update raw.checks set latency_ms = -1 where (service_code, checked_at) ="
+            " (select service_code, min(checked_at) from raw.checks group by 1 order by 1 limit 1)"
+        )
+        cur.execute(
+            "update raw.surveys set nps = 42 where response_id = (select min(response_id) from raw.surveys)"
+        )
+    conn.close()
+
+    results = run_checkpoints(RAW_CHECKPOINTS, fresh_db)
+
+    assert [r.success for r in results] == [False, False, False]
+    with pytest.raises(DataQualityError) as gate:
+        raise_on_any_failure(results)
+    message = str(gate.value)
+    for expected in (
+        "checkpoint raw_tickets: FAILED",
+        "expect_column_values_to_be_in_set on priority: 1 unexpected",
+        "checkpoint raw_checks: FAILED",
+        "expect_column_values_to_be_between on latency_ms: 1 unexpected",
+        "checkpoint raw_surveys: FAILED",
+        "expect_column_values_to_be_between on nps: 1 unexpected",
+    ):
+        assert expected in message
