@@ -307,6 +307,10 @@ class _Api:
             result,
         )
 
+    @property
+    def client_timeout(self) -> float:
+        return self.timeout + min(5.0, self.timeout)
+
     def _retry(self, cause: str, attempt: int, wait: float | None = None) -> None:
         self.res.retries[cause] = self.res.retries.get(cause, 0) + 1
         self.sleep(min(30.0, 2.0**attempt) if wait is None else wait)
@@ -320,9 +324,9 @@ class _Api:
             retry = attempt < self.max_retries
             try:
                 # the client waits a little longer than the server-side query timeout it asked for
-                resp = self.session.get(self.url, params=params, timeout=self.timeout + 5)
+                resp = self.session.get(self.url, params=params, timeout=self.client_timeout)
             except requests.Timeout:
-                last_error = f"no answer within {self.timeout + 5:g} s"
+                last_error = f"no answer within {self.client_timeout:g} s"
                 if retry:
                     self._retry("timeout", attempt)
                 continue
