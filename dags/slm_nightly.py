@@ -1,5 +1,8 @@
 """Nightly pipeline: extract → load (raw) + contracts → quality gate (GX) → dbt build (Cosmos) → publish.
 
+The dbt part is ONE `dbt build` (Cosmos watcher mode) with a task per model and per model's tests that
+reports its outcome; dbt gets `--vars as_of: <data_interval_end>` as the cut-off of open clocks.
+
 Every task is keyed on the run's data interval and idempotent: a rerun of the same night loses nothing and
 duplicates nothing. Heavy imports (loader, GX) happen inside the tasks, not at parse time.
 """
@@ -10,15 +13,24 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import Asset, TriggerRule, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import (
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    TestBehavior,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = Path(os.environ.get("SLM_DBT_PROJECT", REPO / "dbt_project"))
 DBT_EXECUTABLE = os.environ.get("SLM_DBT_EXECUTABLE", str(REPO / ".venvs" / "dbt" / "bin" / "dbt"))
 MARTS = Asset(name="slm_marts", uri="slm://warehouse/marts")
+# The cut-off of every "still open" clock: the end of the run's data interval, not the latest loaded
+# timestamp, so a rerun of the same night computes the same figures whatever was loaded since.
+DBT_VARS = {"as_of": "{{ data_interval_end.isoformat() }}"}
 
 default_args = {"owner": "slm", "retries": 1, "retry_delay": timedelta(seconds=30)}
 
@@ -27,6 +39,22 @@ def _warehouse_dsn() -> str:
     from airflow.sdk import Connection
 
     return Connection.get("slm_warehouse").get_uri().replace("postgres://", "postgresql://", 1)
+
+
+def _consumers_after_producer(group) -> None:
+    """Start the per-model watcher tasks once the producer's `dbt build` has finished.
+
+    Cosmos starts them alongside the producer in a task group; `airflow dags test` (what `./slm run
+    nightly` uses) runs one task at a time in no fixed order, and a watcher run before the producer would
+    wait for it forever. Cosmos' DbtDag does the same: producer upstream of the roots, which run whatever
+    its outcome (ONE_DONE: success or failed, not upstream_failed) to report each model's own status.
+    The group's only root is then the producer, so the gate and the contracts feed it alone.
+    """
+    producer = next(t for t in group.get_roots() if t.task_id.endswith(f".{PRODUCER_WATCHER_TASK_ID}"))
+    for root in list(group.get_roots()):
+        if root is not producer:
+            producer >> root
+            root.trigger_rule = TriggerRule.ONE_DONE
 
 
 @dag(
@@ -71,13 +99,15 @@ def slm_nightly() -> None:
 
     @task(retries=0)
     def check_raw(batches: list[dict]) -> dict:
-        """Quality gate on raw data: a failed expectation stops the run before anything is published."""
-        from slm_platform.quality import raise_on_failure, run_checkpoint
+        """Quality gate on raw data (tickets, checks, surveys): every checkpoint runs, and a failed
+        expectation in any of them stops the run before dbt, naming all that failed."""
+        from slm_platform.quality import RAW_CHECKPOINTS, raise_on_any_failure, run_checkpoints
 
-        result = run_checkpoint("raw_tickets", _warehouse_dsn())
-        raise_on_failure(result)
-        return {"checkpoint": result.checkpoint, "evaluated": result.evaluated}
+        results = raise_on_any_failure(run_checkpoints(RAW_CHECKPOINTS, _warehouse_dsn()))
+        return {r.checkpoint: r.evaluated for r in results}
 
+    # Watcher mode: ONE `dbt build` (the producer, dbt's own threads) instead of one dbt process per model,
+    # while every model and its tests keep an Airflow task that reports what that build did to them.
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
@@ -89,17 +119,26 @@ def slm_nightly() -> None:
             profile_name="slm", target_name="default", profiles_yml_filepath=DBT_PROJECT / "profiles.yml"
         ),
         execution_config=ExecutionConfig(
-            dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.SUBPROCESS
+            execution_mode=ExecutionMode.WATCHER,
+            dbt_executable_path=DBT_EXECUTABLE,
+            invocation_mode=InvocationMode.SUBPROCESS,
+            # A producer retry would not rebuild: Cosmos skips it, and the skip would let publish through
+            # while a failed test is only reported by its own task. No retry: a failed build fails the run.
+            setup_operator_args={"retries": 0},
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             invocation_mode=InvocationMode.SUBPROCESS,
-            test_behavior=TestBehavior.BUILD,
-            # relationships tests have two parents: run them once both exist, not with the first one
-            should_detach_multiple_parents_tests=True,
+            # The producer's `dbt build` runs every test right after its model (TestBehavior.BUILD has no
+            # watcher operator); AFTER_EACH gives each model a task that fails when one of its tests failed
+            # (a multi-parent test counts for each parent, so none is detached).
+            test_behavior=TestBehavior.AFTER_EACH,
+            should_detach_multiple_parents_tests=False,
             dbt_executable_path=DBT_EXECUTABLE,
         ),
+        operator_args={"vars": DBT_VARS},
     )
+    _consumers_after_producer(dbt)
 
     @task(retries=0, outlets=[MARTS])
     def publish() -> None:

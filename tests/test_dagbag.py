@@ -35,7 +35,8 @@ def test_every_dag_is_tagged_and_retries(dagbag) -> None:
         assert dag.tags, f"{dag_id} has no tags"
         for t in dag.tasks:
             # The quality gate and publish do not retry on purpose: a failed check will not heal itself.
-            if t.task_id in {"check_raw", "publish"}:
+            # Nor does the dbt build (watcher producer): Cosmos turns its retry into a skip, not a rebuild.
+            if t.task_id in {"check_raw", "publish", "dbt.dbt_producer_watcher"}:
                 assert t.retries == 0
             else:
                 assert t.retries >= 1, f"{dag_id}.{t.task_id} has no retries"
@@ -59,3 +60,38 @@ def test_parse_time_reported(dagbag, record_property) -> None:
     record_property("dagbag_parse_seconds", round(dagbag.parse_seconds, 3))
     print(f"DagBag parse time: {dagbag.parse_seconds:.2f}s")
     assert dagbag.parse_seconds > 0
+
+
+def test_nightly_runs_one_dbt_build_with_a_task_per_model(dagbag) -> None:
+    """Watcher mode: one producer (`dbt build`), fed by the gate alone; every model reports in a run task
+    and a test task; a failed build (the producer, or its done-gate) blocks publish."""
+    dag = dagbag.dags["slm_nightly"]
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert type(producer).__name__ == "DbtProducerWatcherOperator"
+    assert producer.base_cmd == ["build"]
+    assert producer.upstream_task_ids == {"check_raw", "load_contracts"}
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.") and t is not producer]
+    # Nothing else in the group starts before the producer has finished.
+    for t in dbt_tasks:
+        assert producer.task_id in t.get_flat_relative_ids(upstream=True), t.task_id
+        assert not {"check_raw", "load_contracts"} & t.upstream_task_ids, t.task_id
+    runs = {t.task_id.removesuffix(".run") for t in dbt_tasks if t.task_id.endswith(".run")}
+    tests = {t.task_id.removesuffix(".test") for t in dbt_tasks if t.task_id.endswith(".test")}
+    assert "dbt.fct_ticket_volume" in runs and "dbt.fct_ticket_volume" in tests
+    assert {type(t).__name__ for t in dbt_tasks} == {
+        "DbtRunWatcherOperator",
+        "DbtTestWatcherOperator",
+        "EmptyOperator",  # the producer's done-gate
+    }
+    assert "dbt.dbt_producer_watcher_done" in dag.get_task("publish").upstream_task_ids
+
+
+def test_nightly_passes_the_interval_end_as_dbt_var_as_of(dagbag) -> None:
+    from datetime import UTC, datetime
+
+    dag = dagbag.dags["slm_nightly"]
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    for task_id in ("dbt.dbt_producer_watcher", "dbt.fct_ticket_sla.run"):
+        task = dag.get_task(task_id)
+        rendered = task.render_template(task.vars, {"data_interval_end": end})
+        assert rendered == {"as_of": "2026-11-01T00:00:00+00:00"}, task_id
