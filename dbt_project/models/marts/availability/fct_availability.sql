@@ -87,19 +87,24 @@ day_calendars as (
         objective_days.service_code,
         objective_days.objective_id,
         objective_days.local_day,
-        range_agg(
-            tstzrange(calendar_windows.window_start, calendar_windows.window_end) * objective_days.day_range
-        )
-            as calendar_ranges
+        day_windows.calendar_ranges
     from objective_days
-    inner join calendar_windows
-        on
-            objective_days.calendar_code = calendar_windows.calendar_code
+    -- Lateral: one primary-key range scan of the calendar per day (a join gets planned as a merge join
+    -- over every window of the calendar).
+    cross join lateral (
+        select
+            range_agg(
+                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
+                * objective_days.day_range
+            ) as calendar_ranges
+        from calendar_windows
+        where
+            calendar_windows.calendar_code = objective_days.calendar_code
             -- A window never spans more than a local day (25 h at most): bounds the index range scan.
             and calendar_windows.window_start > lower(objective_days.day_range) - interval '2 days'
             and calendar_windows.window_start < upper(objective_days.day_range)
             and calendar_windows.window_end > lower(objective_days.day_range)
-    group by objective_days.service_code, objective_days.objective_id, objective_days.local_day
+    ) as day_windows
 ),
 
 day_ranges as (

@@ -73,18 +73,22 @@ period_calendars as (
     select
         periods.service_code,
         periods.objective_id,
-        range_agg(
-            tstzrange(calendar_windows.window_start, calendar_windows.window_end) * periods.period_range
-        )
-            as calendar_ranges
+        period_windows.calendar_ranges
     from periods
-    inner join calendar_windows
-        on
-            periods.calendar_code = calendar_windows.calendar_code
+    -- Lateral: one primary-key range scan of the calendar per service.
+    cross join lateral (
+        select
+            range_agg(
+                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
+                * periods.period_range
+            ) as calendar_ranges
+        from calendar_windows
+        where
+            calendar_windows.calendar_code = periods.calendar_code
             and calendar_windows.window_start > lower(periods.period_range) - interval '2 days'
             and calendar_windows.window_start < upper(periods.period_range)
             and calendar_windows.window_end > lower(periods.period_range)
-    group by periods.service_code, periods.objective_id
+    ) as period_windows
 ),
 
 agreed as (

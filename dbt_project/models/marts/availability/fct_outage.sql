@@ -71,18 +71,22 @@ calendar_overlaps as (
     select
         with_objective.service_code,
         with_objective.down_range,
-        range_agg(
-            tstzrange(calendar_windows.window_start, calendar_windows.window_end) * with_objective.down_range
-        )
-            as calendar_ranges
+        outage_windows.calendar_ranges
     from with_objective
-    inner join calendar_windows
-        on
-            with_objective.calendar_code = calendar_windows.calendar_code
+    -- Lateral: one primary-key range scan of the calendar per outage.
+    cross join lateral (
+        select
+            range_agg(
+                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
+                * with_objective.down_range
+            ) as calendar_ranges
+        from calendar_windows
+        where
+            calendar_windows.calendar_code = with_objective.calendar_code
             and calendar_windows.window_start > lower(with_objective.down_range) - interval '2 days'
             and calendar_windows.window_start < upper(with_objective.down_range)
             and calendar_windows.window_end > lower(with_objective.down_range)
-    group by with_objective.service_code, with_objective.down_range
+    ) as outage_windows
 ),
 
 source_refs as (
