@@ -1,0 +1,279 @@
+"""The "Availability" dashboard (clients + managers) and "Availability: error budgets at risk" (managers).
+
+Every chart's figures, read through Superset's chart-data API, are compared with SQL on the published marts:
+as admin, as each client (row-level security on client_code) and as the manager. Clients must be denied the
+burn-rate portfolio, including through the client dashboard's context (DASHBOARD_RBAC).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import psycopg2
+import pytest
+import yaml
+
+from slm_platform.superset_api import SupersetClient
+from slm_platform.superset_provision import (
+    ASSETS_DIR,
+    CLIENT_DATASETS,
+    MANAGER_ONLY_DASHBOARDS,
+    MANAGER_ROLE,
+    by_uuid,
+    check_audiences,
+    client_role,
+)
+
+CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
+DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
+DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dashboards").glob("*.yaml")}
+AVAILABILITY = DASHBOARDS["availability"]
+AT_RISK = DASHBOARDS["availability_budgets_at_risk"]
+DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
+
+
+def _charts_of(dashboard: dict) -> list[str]:
+    by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}
+    return [
+        by_uuid_[v["meta"]["uuid"]]
+        for v in dashboard["position"].values()
+        if isinstance(v, dict) and v.get("type") == "CHART"
+    ]
+
+
+AVAILABILITY_CHARTS = _charts_of(AVAILABILITY)
+AT_RISK_CHARTS = _charts_of(AT_RISK)
+Extract = Callable[[dict], object]
+
+
+def _rowcount(result: dict) -> object:
+    return result["rowcount"]
+
+
+def _first(metric: str, digits: int | None = None) -> Extract:
+    def read(result: dict) -> object:
+        value = result["data"][0][metric]
+        return None if value is None or digits is None else round(float(value), digits)
+
+    return read
+
+
+COVERAGE = (
+    "round(100.0 * (sum(agreed_minutes) - sum(unmeasured_minutes)) / nullif(sum(agreed_minutes), 0), 6)"
+)
+# chart file stem -> (SQL; "{where}" becomes "where client_code = %s" or "where true", how to read the chart)
+EXPECTED: dict[str, tuple[str, Extract]] = {
+    "availability_table": (
+        "select count(*) from (select distinct client_code, service_code, period_type, period_start"
+        " from marts.fct_availability {where}) t",
+        _rowcount,
+    ),
+    "availability_trend": (
+        "select count(distinct period_start) from marts.fct_availability {where} and period_type = 'month'",
+        _rowcount,
+    ),
+    "availability_budget_remaining": (
+        "select count(distinct period_start) from marts.fct_availability {where} and period_type = 'month'",
+        _rowcount,
+    ),
+    "availability_coverage": (
+        f"select {COVERAGE} from marts.fct_availability {{where}} and period_type = 'month'",
+        _first("coverage", 6),
+    ),
+    "outage_timeline": (
+        "select count(distinct date_trunc('day', outage_start)) from marts.fct_outage {where}",
+        _rowcount,
+    ),
+    "outage_list": ("select count(*) from marts.fct_outage {where}", _rowcount),
+    "budgets_at_risk": ("select count(*) from marts.fct_error_budget_burn {where}", _rowcount),
+    "budgets_projected_to_breach": (
+        "select count(*) from marts.fct_error_budget_burn {where} and will_breach",
+        _first("at_risk", 0),
+    ),
+}
+
+
+# ---------------------------------------------------------------- no stack needed
+
+
+def test_every_chart_has_an_expectation_and_a_query_context() -> None:
+    assert set(AVAILABILITY_CHARTS) | set(AT_RISK_CHARTS) == set(EXPECTED)
+    for key in EXPECTED:
+        chart = CHARTS[key]
+        context = json.loads(chart["query_context"])
+        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
+        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
+        assert set(context["queries"][0]["metrics"]) <= metric_names, key
+
+
+def test_audiences() -> None:
+    check_audiences(ASSETS_DIR)
+    client = {DATASET_OF[CHARTS[k]["dataset_uuid"]] for k in AVAILABILITY_CHARTS}
+    assert client == {"fct_availability", "fct_outage"} <= set(CLIENT_DATASETS)
+    manager = {DATASET_OF[CHARTS[k]["dataset_uuid"]] for k in AT_RISK_CHARTS}
+    assert manager == {"fct_error_budget_burn"} and not manager & set(CLIENT_DATASETS)
+    assert AT_RISK["slug"] in MANAGER_ONLY_DASHBOARDS and AVAILABILITY["slug"] not in MANAGER_ONLY_DASHBOARDS
+    uuids = [str(d["uuid"]) for d in (*DATASETS.values(), *CHARTS.values(), *DASHBOARDS.values())]
+    assert len(uuids) == len(set(uuids))
+
+
+def test_check_audiences_refuses_the_portfolio_on_the_client_dashboard(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS_DIR, assets)
+    path = assets / "dashboards" / "availability.yaml"
+    doc = yaml.safe_load(path.read_text())
+    node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
+    node["meta"]["uuid"] = CHARTS["budgets_at_risk"]["uuid"]
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValueError, match="manager-only"):
+        check_audiences(assets)
+
+
+# ---------------------------------------------------------------- against the demo stack
+
+
+@pytest.fixture(scope="module")
+def admin(demo_stack) -> SupersetClient:
+    creds = demo_stack.credentials["superset"]["admin"]
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+@pytest.fixture(scope="module")
+def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(demo_stack.warehouse_dsn)
+    conn.set_session(readonly=True, autocommit=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def chart_ids(admin: SupersetClient) -> dict[str, int]:
+    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
+
+
+def _login(demo_stack, creds: dict) -> SupersetClient:
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+def _data(api: SupersetClient, chart_id: int) -> dict:
+    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
+    assert result["status"] == "success", result
+    return result
+
+
+def _expected(conn, key: str, client: str | None) -> object:
+    sql, _ = EXPECTED[key]
+    where = "where client_code = %s" if client else "where true"
+    with conn.cursor() as cur:
+        cur.execute(sql.format(where=where), (client,) if client else ())
+        (value,) = cur.fetchone()
+    if key == "availability_coverage" and value is not None:
+        return round(float(value), 6)
+    return value
+
+
+def _mart_availability(conn, client: str | None) -> dict[tuple, Decimal | None]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select client_code, service_code, period_type, period_start::text, availability_pct"
+            " from marts.fct_availability where %s is null or client_code = %s",
+            (client, client),
+        )
+        return {tuple(r[:4]): r[4] for r in cur.fetchall()}
+
+
+def _table_availability(result: dict) -> dict[tuple, Decimal | None]:
+    out = {}
+    for row in result["data"]:
+        start = row["period_start"]  # epoch milliseconds (a temporal column), or text
+        day = (
+            start if isinstance(start, str) else datetime.fromtimestamp(start / 1000, UTC).date().isoformat()
+        )
+        value = row["availability"]
+        out[(row["client_code"], row["service_code"], row["period_type"], day[:10])] = (
+            None if value is None else Decimal(str(value)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+        )
+    return out
+
+
+def test_marts_have_data(warehouse) -> None:
+    with warehouse.cursor() as cur:
+        for table in ("fct_availability", "fct_outage", "fct_error_budget_burn"):
+            cur.execute(f"select count(*) from marts.{table}")  # noqa: S608 - fixed names
+            assert cur.fetchone()[0] > 0, table
+        cur.execute("select count(*) from marts.fct_availability where downtime_minutes > 0")
+        assert cur.fetchone()[0] > 0
+
+
+def test_every_chart_matches_sql_for_admin(admin, warehouse, chart_ids) -> None:
+    for key, (_, extract) in EXPECTED.items():
+        assert extract(_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
+    # The table's availability per service and period is the mart's availability_pct.
+    table = _table_availability(_data(admin, chart_ids["availability_table"]))
+    assert table == _mart_availability(warehouse, None)
+
+
+def test_clients_see_only_their_rows(demo_stack, warehouse, chart_ids) -> None:
+    clients = demo_stack.credentials["superset"]["clients"]
+    assert len(clients) >= 2
+    seen = 0
+    for code, creds in sorted(clients.items()):
+        api = _login(demo_stack, creds)
+        for key in AVAILABILITY_CHARTS:
+            result = _data(api, chart_ids[key])
+            _, extract = EXPECTED[key]
+            assert extract(result) == _expected(warehouse, key, code), (code, key)
+            codes = {row["client_code"] for row in result["data"] if "client_code" in row}
+            assert codes <= {code}, (code, key, codes)
+            seen += len(codes)
+        table = _table_availability(_data(api, chart_ids["availability_table"]))
+        assert table == _mart_availability(warehouse, code), code
+    assert seen > 0
+
+
+def test_client_denied_the_budgets_at_risk_portfolio(demo_stack, admin, chart_ids) -> None:
+    risk_id = by_uuid(admin, "dashboard", AT_RISK["uuid"])["id"]
+    avail_id = by_uuid(admin, "dashboard", AVAILABILITY["uuid"])["id"]
+    for code, creds in sorted(demo_stack.credentials["superset"]["clients"].items()):
+        api = _login(demo_stack, creds)
+        assert api.raw("GET", f"/api/v1/dashboard/{avail_id}").ok, code
+        assert api.raw("GET", f"/api/v1/dashboard/{risk_id}").status_code in (403, 404), code
+        for key in AT_RISK_CHARTS:
+            resp = api.raw("GET", f"/api/v1/chart/{chart_ids[key]}/data/")
+            assert resp.status_code in (403, 404), (code, key, resp.status_code)
+            context = json.loads(admin.get(f"/api/v1/chart/{chart_ids[key]}")["result"]["query_context"])
+            context["form_data"].update(dashboardId=avail_id, slice_id=chart_ids[key])
+            resp = api.raw("POST", "/api/v1/chart/data", json=context)
+            assert resp.status_code in (403, 404), (code, key, resp.status_code, resp.text[:300])
+
+
+def test_manager_sees_both_dashboards(demo_stack, warehouse, admin, chart_ids) -> None:
+    api = _login(demo_stack, demo_stack.credentials["superset"]["manager"])
+    for dash in (AVAILABILITY, AT_RISK):
+        assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash['uuid'])['id']}").ok
+    for key, (_, extract) in EXPECTED.items():
+        assert extract(_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
+
+
+def test_rls_and_dashboard_roles(demo_stack, admin) -> None:
+    rules = {r["name"]: r for r in admin.list_all("/api/v1/rowlevelsecurity/", order_column=None)}
+    ids = {
+        t: int(by_uuid(admin, "dataset", DATASETS[t]["uuid"])["id"])
+        for t in ("fct_availability", "fct_outage")
+    }
+    burn = int(by_uuid(admin, "dataset", DATASETS["fct_error_budget_burn"]["uuid"])["id"])
+    for code in demo_stack.credentials["superset"]["clients"]:
+        tables = {int(t["id"]) for t in rules[f"rls_client_{code}"]["tables"]}
+        assert set(ids.values()) <= tables and burn not in tables, code
+    roles = {}
+    for key in ("availability", "availability_budgets_at_risk"):
+        detail = admin.get(f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', DASHBOARDS[key]['uuid'])['id']}")
+        roles[key] = {r["name"] for r in detail["result"]["roles"]}
+    assert roles["availability_budgets_at_risk"] == {MANAGER_ROLE}
+    clients = {client_role(c) for c in demo_stack.credentials["superset"]["clients"]}
+    assert roles["availability"] == clients | {MANAGER_ROLE}
