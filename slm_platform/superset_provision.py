@@ -40,9 +40,16 @@ MANAGER_USER = "manager"
 
 # Datasets clients may query (each must have a client_code column: the RLS rule filters on it). Every other
 # dataset of the bundle (OLA/UC attainment, agreement support: internal teams and suppliers) is for managers.
-CLIENT_DATASETS = ("fct_ticket_volume", "fct_ticket_sla", "fct_sla_attainment")
+CLIENT_DATASETS = (
+    "fct_ticket_volume",
+    "fct_ticket_sla",
+    "fct_sla_attainment",
+    # Availability of the client's own services and their outages (the burn-rate portfolio is for managers).
+    "fct_availability",
+    "fct_outage",
+)
 # Dashboards (by slug) whose roles list only the manager.
-MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance",)
+MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance", "availability-budgets-at-risk")
 
 # (permission, view_menu) pairs a read-only dashboard viewer needs in Superset 6.1. Measured by rendering
 # the dashboard in Chromium as a user holding only these (+ datasource_access) and removing one at a time:
