@@ -391,7 +391,13 @@ def series_name(labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
+_STATUS = {"1": "up", "0": "down"}  # how Prometheus prints 1 and 0: the common case, without float()
+
+
 def _status(value: str) -> str:
+    known = _STATUS.get(value)
+    if known is not None:
+        return known
     try:
         number = float(value)
     except ValueError:
@@ -488,6 +494,7 @@ def extract_checks(
                 result = api.query_range(config.expression, first, last, step)
                 res.chunks += 1
                 writer.writerows(_rows(config, result, res, seen))
+                del result  # else the next answer is parsed while this one is still held: 2 chunks' peak
         (partial / target.name).replace(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
