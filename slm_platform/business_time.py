@@ -101,3 +101,43 @@ def business_minutes(
         p_end_utc = end if p_end is None else _utc(p_end)
         micros -= _open_micros(calendar, max(_utc(p_start), start), min(p_end_utc, end))
     return Fraction(micros, _MICROS_PER_MINUTE)
+
+
+# ----------------------------------------------------------- the warehouse's SQL, rendered without dbt
+
+
+def render_macro(name: str, *args: str) -> str:
+    """The SQL a ``dbt_project/macros/business_time.sql`` macro renders, ``ref()`` pointing at ``staging``."""
+    import jinja2
+
+    from slm_platform.dbt_runner import DBT_PROJECT_DIR
+
+    template = jinja2.Environment().from_string(
+        (DBT_PROJECT_DIR / "macros" / "business_time.sql").read_text(),
+        globals={"ref": lambda model: f"staging.{model}"},
+    )
+    return str(getattr(template.module, name)(*args))
+
+
+def install_dbt_business_time(conn) -> None:
+    """Create what the macros read, from the real model files, without running dbt: the view
+    ``staging.stg_contracts__calendar_windows`` over ``raw.calendar_windows`` and the table
+    ``staging.int_calendar_days`` (analysed). Commits."""
+    import jinja2
+
+    from slm_platform.dbt_runner import DBT_PROJECT_DIR
+
+    def model(path: str) -> str:
+        return jinja2.Environment().from_string((DBT_PROJECT_DIR / "models" / path).read_text()).render(
+            source=lambda _source, table: f"raw.{table}", ref=lambda name: f"staging.{name}"
+        )
+
+    with conn.cursor() as cur:
+        cur.execute("create schema if not exists staging")
+        cur.execute("create or replace view staging.stg_contracts__calendar_windows as "
+                    + model("staging/contracts/stg_contracts__calendar_windows.sql"))
+        cur.execute("drop table if exists staging.int_calendar_days")
+        days = model("intermediate/int_calendar_days.sql")
+        cur.execute(f"create table staging.int_calendar_days as {days}")
+        cur.execute("analyze staging.int_calendar_days")
+    conn.commit()

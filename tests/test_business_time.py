@@ -13,15 +13,14 @@ from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import jinja2
 import psycopg2
 import pytest
 import yaml
 
-from slm_platform.business_time import business_minutes
+from slm_platform.business_time import business_minutes, install_dbt_business_time, render_macro
 from slm_platform.contracts import load_catalogue
 from slm_platform.contracts_load import load_contracts
-from slm_platform.dbt_runner import DBT_PROJECT_DIR, dbt, dbt_env
+from slm_platform.dbt_runner import dbt, dbt_env
 from slm_platform.settings import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "contracts" / "catalogue.yaml"
@@ -45,40 +44,21 @@ def extended_catalogue(tmp_path: Path) -> Path:
     return path
 
 
-def render_macro(name: str, *args: str) -> str:
-    """The SQL the dbt macro renders, with ref() pointing at the staging view created by install_views."""
-    env = jinja2.Environment()
-    template = env.from_string(
-        (DBT_PROJECT_DIR / "macros" / "business_time.sql").read_text(),
-        globals={"ref": lambda model: f"staging.{model}"},
-    )
-    return str(getattr(template.module, name)(*args))
-
-
-def install_views(conn) -> None:
-    """The real staging view (its model file) over raw.calendar_windows, without running dbt."""
-    sql = (DBT_PROJECT_DIR / "models/staging/contracts/stg_contracts__calendar_windows.sql").read_text()
-    body = jinja2.Environment().from_string(sql).render(source=lambda s, t: f"raw.{t}")
-    with conn.cursor() as cur:
-        cur.execute("create schema if not exists staging")
-        cur.execute(f"create or replace view staging.stg_contracts__calendar_windows as {body}")
-    conn.commit()
-
-
 @pytest.fixture()
 def windows_db(fresh_db: str, tmp_path: Path) -> Iterator[psycopg2.extensions.connection]:
     counts = load_contracts(fresh_db, extended_catalogue(tmp_path), LOAD_START, LOAD_END)
     assert counts["contract_calendars"] == 6 and counts["calendar_windows"] > 10_000
     conn = psycopg2.connect(fresh_db)
-    install_views(conn)
+    install_dbt_business_time(conn)  # the real model files: the windows view and the day table
     yield conn
     conn.close()
 
 
 def sql_business_minutes(conn, tickets: list[tuple]) -> list[Decimal]:
-    """elapsed = M(stop) - M(start) - sum(M(pause_to) - M(pause_from)), pauses clipped: the mart's formula."""
-    mark = lambda ts: render_macro("business_minute_mark", "t.calendar_code", ts)  # noqa: E731
-    pmark = lambda ts: render_macro("business_minute_mark", "t.calendar_code", ts)  # noqa: E731
+    """elapsed = M(stop) - M(start) - sum(M(pause_to) - M(pause_from)), pauses clipped: the mart's formula,
+    with the mart's macros (day table join + mark)."""
+    mark = lambda day, ts: render_macro("business_minute_mark_on_day", day, "t.calendar_code", ts)  # noqa: E731
+    join = lambda day, ts: render_macro("business_day_join", day, "t.calendar_code", ts)  # noqa: E731
     with conn.cursor() as cur:
         cur.execute("create temp table t (id int, calendar_code text, s timestamptz, e timestamptz)"
                     " on commit drop")
@@ -92,11 +72,11 @@ def sql_business_minutes(conn, tickets: list[tuple]) -> list[Decimal]:
                 select t.id, t.calendar_code, greatest(p.ps, t.s) as pf, least(p.pe, t.e) as pt
                 from t join p using (id) where p.ps < t.e and p.pe > t.s
             ), paused as (
-                select t.id, sum({pmark('t.pt')} - {pmark('t.pf')}) as minutes
-                from clipped as t group by t.id
+                select t.id, sum({mark('dt', 't.pt')} - {mark('df', 't.pf')}) as minutes
+                from clipped as t {join('df', 't.pf')} {join('dt', 't.pt')} group by t.id
             )
-            select {mark('t.e')} - {mark('t.s')} - coalesce(paused.minutes, 0)
-            from t left join paused using (id) order by t.id
+            select {mark('de', 't.e')} - {mark('ds', 't.s')} - coalesce(paused.minutes, 0)
+            from t {join('ds', 't.s')} {join('de', 't.e')} left join paused using (id) order by t.id
         """)
         result = [row[0] for row in cur.fetchall()]
     conn.commit()
@@ -178,6 +158,39 @@ def test_window_table_shape(windows_db) -> None:
             (datetime(2026, 5, 13, 6, tzinfo=UTC), datetime(2026, 5, 13, 16, tzinfo=UTC)),
             (datetime(2026, 12, 1, 7, tzinfo=UTC), datetime(2026, 12, 1, 17, tzinfo=UTC)),
         ]
+
+
+def test_day_table_mark_equals_index_mark(windows_db) -> None:
+    """The fast mark (day table) equals the index lookup (business_minute_mark) to the microsecond: on every
+    window edge of 2026 and 1 microsecond either side, on random sub-second instants, and outside the loaded
+    range (before the first window: 0; after the last: the calendar's total), where it falls back."""
+    day = render_macro("business_minute_mark_on_day", "d", "i.calendar_code", "i.ts")
+    index = render_macro("business_minute_mark", "i.calendar_code", "i.ts")
+    with windows_db.cursor() as cur:
+        cur.execute(f"""
+            with edges as (
+                select calendar_code, unnest(array[window_start, window_end]) as ts
+                from raw.calendar_windows where window_start >= '2026-01-01' and window_start < '2027-01-01'
+            ), instants as (
+                select calendar_code, ts + shift as ts
+                from edges cross join unnest(array[interval '-1 microsecond', interval '0',
+                                                   interval '1 microsecond']) as shift
+                union all
+                select c.calendar_code, '2023-06-01'::timestamptz + random() * interval '2400 days'
+                from raw.contract_calendars as c cross join generate_series(1, 3000)
+                union all
+                select c.calendar_code, unnest(array['1990-01-01', '2023-12-31 23:59:59.999999', '2029-01-02',
+                                                     '2099-01-01']::timestamptz[])
+                from raw.contract_calendars as c
+            )
+            select count(*), count(*) filter (where day_mark is distinct from index_mark),
+                   count(*) filter (where day_calendar is null), min(day_mark)
+            from (select d.calendar_code as day_calendar, {day} as day_mark, {index} as index_mark
+                  from instants as i {render_macro("business_day_join", "d", "i.calendar_code", "i.ts")}) as x
+        """)
+        total, differ, outside, lowest = cur.fetchone()
+    assert differ == 0, f"{differ} of {total} instants differ"
+    assert total > 25_000 and outside >= 4 * 6 and lowest == 0
 
 
 def test_load_is_idempotent_and_refuses_invalid_catalogue(fresh_db: str, tmp_path: Path) -> None:

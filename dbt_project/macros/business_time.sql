@@ -12,7 +12,35 @@
     (null beyond the last window). Used for deadlines and breach times.
 
     Both render a correlated scalar subquery: use them in a select list of rows that carry the calendar code.
+
+    The fast form of the mark, for many rows (a hash join instead of an index probe per instant, ~5x faster,
+    benchmarks/bench_business_time.py): join the instant's UTC day of int_calendar_days, then read the mark
+    from that day's windows. Same figure, same exactness; an instant outside the day table (before the
+    first window or after the last) falls back to business_minute_mark.
+
+        select {{ business_minute_mark_on_day('d_stop', 'x.calendar_code', 'x.stopped_at') }} as stop_mark
+        from x
+        {{ business_day_join('d_stop', 'x.calendar_code', 'x.stopped_at') }}
 -#}
+
+{% macro business_day_join(day_alias, calendar_code_expr, ts_expr) -%}
+    left join {{ ref('int_calendar_days') }} as {{ day_alias }}
+        on
+            {{ calendar_code_expr }} = {{ day_alias }}.calendar_code
+            and ({{ ts_expr }} at time zone 'UTC')::date = {{ day_alias }}.utc_day
+{%- endmacro %}
+
+{% macro business_minute_mark_on_day(day_alias, calendar_code_expr, ts_expr) -%}
+    {%- set i = 'width_bucket(' ~ ts_expr ~ ', ' ~ day_alias ~ '.window_starts)' -%}
+    coalesce(
+        {{ day_alias }}.minutes_before[{{ i }}]
+        + extract(
+            epoch from least({{ ts_expr }}, {{ day_alias }}.window_ends[{{ i }}])
+            - {{ day_alias }}.window_starts[{{ i }}]
+        ) / 60,
+        {{ business_minute_mark(calendar_code_expr, ts_expr) }}
+    )
+{%- endmacro %}
 
 {% macro business_minute_mark(calendar_code_expr, ts_expr) -%}
     coalesce((

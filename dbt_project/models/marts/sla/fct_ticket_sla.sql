@@ -1,9 +1,10 @@
 -- One row per ticket and SLA ticket objective: business minutes elapsed on the objective's calendar, met or
 -- breached, and the month (client time zone) in which the ticket counts.
 --
--- elapsed = M(stop) - M(start) - paused, M = business_minute_mark (one index lookup per instant), pauses
--- clipped to [start, stop] and measured on the same calendar. Open clocks run to the cut-off. Minutes are
--- rounded to 0.01 (0.6 s) and is_met compares the rounded figure, so is_met = (elapsed <= target) always.
+-- elapsed = M(stop) - M(start) - paused, M = business_minute_mark_on_day (a hash join on the instant's UTC
+-- day in int_calendar_days, then arithmetic), pauses clipped to [start, stop] and measured on the same
+-- calendar. Open clocks run to the cut-off. Minutes are rounded to 0.01 (0.6 s) and is_met compares the
+-- rounded figure, so is_met = (elapsed <= target) always.
 --
 -- breached_at, exact (no approximation): the earliest instant at which elapsed reached the target. Pauses
 -- delay it only when they start before it: a pause counts when the working (unpaused) business minutes at
@@ -21,16 +22,23 @@ pauses as (
     select * from {{ ref('int_ticket_pauses_derived') }}
 ),
 
+clocks as (
+    select
+        *,
+        coalesce(clock_stopped_at, clock_cutoff_at) as clock_end_at
+    from matched
+),
+
 clock_marks as (
     select
-        matched.*,
-        coalesce(matched.clock_stopped_at, matched.clock_cutoff_at) as clock_end_at,
-        {{ business_minute_mark('matched.calendar_code', 'matched.clock_started_at') }} as start_mark,
-        {{ business_minute_mark(
-            'matched.calendar_code',
-            'coalesce(matched.clock_stopped_at, matched.clock_cutoff_at)'
-        ) }} as end_mark
-    from matched
+        clocks.*,
+        {{ business_minute_mark_on_day('start_day', 'clocks.calendar_code', 'clocks.clock_started_at') }}
+            as start_mark,
+        {{ business_minute_mark_on_day('end_day', 'clocks.calendar_code', 'clocks.clock_end_at') }}
+            as end_mark
+    from clocks
+    {{ business_day_join('start_day', 'clocks.calendar_code', 'clocks.clock_started_at') }}
+    {{ business_day_join('end_day', 'clocks.calendar_code', 'clocks.clock_end_at') }}
 ),
 
 clipped_pauses as (
@@ -54,10 +62,15 @@ clipped_pauses as (
 
 pause_marks as (
     select
-        *,
-        {{ business_minute_mark('clipped_pauses.calendar_code', 'clipped_pauses.pause_from') }} as from_mark,
-        {{ business_minute_mark('clipped_pauses.calendar_code', 'clipped_pauses.pause_to') }} as to_mark
+        clipped_pauses.*,
+        {{ business_minute_mark_on_day(
+            'from_day', 'clipped_pauses.calendar_code', 'clipped_pauses.pause_from'
+        ) }} as from_mark,
+        {{ business_minute_mark_on_day('to_day', 'clipped_pauses.calendar_code', 'clipped_pauses.pause_to') }}
+            as to_mark
     from clipped_pauses
+    {{ business_day_join('from_day', 'clipped_pauses.calendar_code', 'clipped_pauses.pause_from') }}
+    {{ business_day_join('to_day', 'clipped_pauses.calendar_code', 'clipped_pauses.pause_to') }}
 ),
 
 pause_working as (
