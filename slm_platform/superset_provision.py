@@ -44,6 +44,11 @@ CLIENT_DATASETS = (
     "fct_ticket_volume",
     "fct_ticket_sla",
     "fct_sla_attainment",
+    # Customer satisfaction: survey comments, complaints and review feedback are client data too.
+    "fct_satisfaction",
+    "fct_survey_response",
+    "fct_complaint",
+    "fct_review_feedback",
     # Availability of the client's own services and their outages (the burn-rate portfolio is for managers).
     "fct_availability",
     "fct_outage",
