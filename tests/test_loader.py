@@ -413,6 +413,7 @@ def test_single_pass_and_step_by_step_paths_agree(
             t = by_entity(results)["tickets"]
             # Proof of the path taken (the step names differ): the single pass is for an empty table.
             assert ("single_pass" in t.step_seconds) is (single and i == 0), t.step_seconds
+            assert ("merge" in t.step_seconds) is (single and i > 0), t.step_seconds  # a filled table
             out.append(
                 [
                     (r.entity, r.rows_read, r.rows_loaded, r.rows_unchanged, r.rows_quarantined)
@@ -511,3 +512,111 @@ def test_single_pass_duplicate_keys_fall_back_and_an_invalid_twin_is_no_duplicat
     assert query(fresh_db, "select reason from raw.quarantine where batch_id = %s", (t.batch_id,)) == [
         ("bad priority: 'P0' (expected one of P1, P2, P3, P4)",)
     ]
+
+
+def test_merge_into_a_filled_table_falls_back_on_duplicate_keys(fresh_db: str, tmp_path: Path) -> None:
+    """Into a filled table a key twice in the file is no unique violation when the key is stored already
+    (both rows meet the same stored row): the merge sees it and the step-by-step path takes over, for
+    stored and new keys alike, for versioned (tickets) and unversioned (checks) entities."""
+    header = "service_code,checked_at,status,latency_ms\n"
+    base = write_drop(
+        tmp_path / "base",
+        [ticket("INC1", "new", "2026-10-05T10:00:00+02:00")],
+        **{"checks.csv": header + "ACME-ERP,2026-10-05T08:00:00Z,up,120\n"},
+    )
+    load_drop(fresh_db, base)
+    incr = write_drop(
+        tmp_path / "incr",
+        [
+            ticket("INC1", "resolved", "2026-10-05T09:00:00Z"),  # stored key, newest version: wins
+            ticket("INC1", "in_progress", "2026-10-05T08:30:00Z"),
+            ticket("INC2", "new", "2026-10-05T08:00:00Z"),
+            ticket("INC2", "closed", "2026-10-05T08:10:00Z"),  # new key, newest version: wins
+        ],
+        **{
+            "checks.csv": header + "ACME-ERP,2026-10-05T08:00:00Z,down,\n"
+            "ACME-ERP,2026-10-05T10:00:00+02:00,up,130\n"  # the same stored key: the last line wins
+            "ACME-ERP,2026-10-05T08:05:00Z,up,5\n"
+        },
+    )
+    results = by_entity(load_drop(fresh_db, incr))
+    assert_balanced(list(results.values()))
+    t, c = results["tickets"], results["checks"]
+    for r in (t, c):
+        assert "merge" not in r.step_seconds and "duplicates" in r.step_seconds, r.step_seconds
+    assert (t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined) == (4, 2, 0, 2)
+    assert (c.rows_read, c.rows_loaded, c.rows_unchanged, c.rows_quarantined) == (3, 2, 0, 1)
+    assert query(fresh_db, "select ticket_id, status from raw.tickets order by 1") == [
+        ("INC1", "resolved"),
+        ("INC2", "closed"),
+    ]
+    assert query(fresh_db, "select checked_at::text, status, latency_ms from raw.checks order by 1") == [
+        ("2026-10-05 08:00:00+00", "up", 130),
+        ("2026-10-05 08:05:00+00", "up", 5),
+    ]
+    quarantined = "select location, reason from raw.quarantine where batch_id = %s order by 1"
+    assert query(fresh_db, quarantined, (t.batch_id,)) == [
+        ("tickets.csv:3", "duplicate key in file"),
+        ("tickets.csv:4", "duplicate key in file"),
+    ]
+    assert query(fresh_db, quarantined, (c.batch_id,)) == [("checks.csv:2", "duplicate key in file")]
+
+
+def test_merge_writes_only_what_changed_and_counts_add_up(fresh_db: str, tmp_path: Path) -> None:
+    """A rerun with one bad row, one newer version and one new key into a filled table: the merge path,
+    the reasons of the refused row, unchanged rows untouched (their batch id stays)."""
+    rows = [ticket(f"INC{i}", "new", "2026-10-05T10:00:00Z") for i in range(1, 6)]
+    first = by_entity(load_drop(fresh_db, write_drop(tmp_path / "a", rows)))["tickets"]
+    rows[1] = ticket("INC2", "resolved", "2026-10-05T11:00:00Z")  # newer
+    rows[2] = rows[2].replace(",P2,", ",P5,")  # now refused
+    rows.append(ticket("INC6", "new", "2026-10-05T12:00:00+01:00"))  # new
+    t = by_entity(load_drop(fresh_db, write_drop(tmp_path / "b", rows)))["tickets"]
+    assert "merge" in t.step_seconds, t.step_seconds
+    assert (t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined) == (6, 2, 3, 1)
+    assert query(fresh_db, "select ticket_id, status, _batch_id from raw.tickets order by 1") == [
+        ("INC1", "new", first.batch_id),
+        ("INC2", "resolved", t.batch_id),
+        ("INC3", "new", first.batch_id),  # the refused row left the stored one alone
+        ("INC4", "new", first.batch_id),
+        ("INC5", "new", first.batch_id),
+        ("INC6", "new", t.batch_id),
+    ]
+    assert query(fresh_db, "select location, reason from raw.quarantine") == [
+        ("tickets.csv:4", "bad priority: 'P5' (expected one of P1, P2, P3, P4)")
+    ]
+    hw = query(fresh_db, "select high_water::text from raw.watermarks where entity = 'tickets'")
+    assert hw == [("2026-10-05 11:00:00+00",)]  # INC6 (11:00Z) and INC2 (11:00Z): the newest written
+
+
+def test_line_numbers_of_refused_rows_span_many_pages(fresh_db: str, tmp_path: Path) -> None:
+    """CSV staging rows are numbered from their physical order only when some must be named: the
+    numbers must be the file's record numbers far beyond the first page, on both paths."""
+    header = "service_code,checked_at,status,latency_ms\n"
+    lines = [f"ACME-ERP,2026-10-05T{m // 60:02d}:{m % 60:02d}:00Z,up,{m}\n" for m in range(1400)]
+    lines[700] = "ACME-ERP,2026-10-05T11:40:00,up,1\n"  # zone-less: file line 702
+    lines[1398] = lines[1398].replace(",up,", ",sideways,")  # file line 1400
+    drop = write_drop(tmp_path / "d", **{"checks.csv": header + "".join(lines)})
+    first = by_entity(load_drop(fresh_db, drop))["checks"]
+    assert "single_pass" in first.step_seconds
+    lines[3] = lines[3].replace(",up,3", ",down,3")  # changed: written by the merge
+    drop = write_drop(tmp_path / "e", **{"checks.csv": header + "".join(lines)})
+    again = by_entity(load_drop(fresh_db, drop))["checks"]
+    assert "merge" in again.step_seconds
+    assert (again.rows_loaded, again.rows_unchanged, again.rows_quarantined) == (1, 1397, 2)
+    lines.append(lines[1000])  # a duplicate key: the step-by-step path, line 1402
+    drop = write_drop(tmp_path / "f", **{"checks.csv": header + "".join(lines)})
+    third = by_entity(load_drop(fresh_db, drop))["checks"]
+    assert "duplicates" in third.step_seconds
+    for batch in (first, again, third):
+        got = query(
+            fresh_db,
+            "select location, reason from raw.quarantine where batch_id = %s order by 1",
+            (batch.batch_id,),
+        )
+        expected = [
+            ("checks.csv:1400", "bad status: 'sideways' (expected one of up, down)"),
+            ("checks.csv:702", "timestamp without offset in checked_at: '2026-10-05T11:40:00'"),
+        ]
+        if batch is third:
+            expected.insert(0, ("checks.csv:1002", "duplicate key in file"))  # sorted as text
+        assert got == expected
