@@ -693,7 +693,6 @@ def _merge(
     # Unchanged rows keep their key only: a rerun materializes keys, not whole rows.
     kept = ", ".join(c if c in spec.key else f"case when _new or _changed then {c} end as {c}" for c in names)
     good = f"select {kept}, _new, _changed, _tid from ({compared}) c"
-    cur.execute("analyze pg_temp.stg")  # its size: a hash join with the stored rows, not 1 M index probes
     m_key = " and ".join(f"t.{k} = m.{k}" for k in spec.key)
     sets = ", ".join(f"{c} = m.{c}" for c in names if c not in spec.key)
     meta = f"_batch_id = {int(batch_id)}, _source = {_lit(source)}, _loaded_at = now()"
