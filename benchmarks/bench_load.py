@@ -1,7 +1,7 @@
 """Loader throughput vs a bare COPY of the same file, and the loader's peak memory.
 
     .venvs/airflow/bin/python benchmarks/bench_load.py [--tickets N ...] [--checks N ...]
-        [--dsn postgresql://…/postgres] [--repeat N]
+        [--dsn postgresql://…/postgres] [--repeat N] [--before CHECKOUT]
 
 Creates a scratch database on the server of ``--dsn`` (default ``$SLM_TEST_PG_URL`` or the local server)
 and, per entity and size (default: tickets 200,000 and 1,000,000; checks 1,000,000 and 10,000,000), writes a
@@ -17,7 +17,8 @@ the machine may be shared):
 Each load runs in a child process that reports its peak resident memory (VmHWM): it must not grow with
 the file. Goal: each load reaches at least 60 % of the bare COPY's rows/s (both ratios are printed).
 Server CPU (of the backend, from /proc, when the server is local) is printed too: wall time on a shared
-machine partly measures the neighbours. The scratch database is dropped.
+machine partly measures the neighbours. ``--before`` times the loader of another checkout too, in the same
+rounds (before/after figures under the same load). The scratch database is dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# SLM_BENCH_CODE: load with the package found there (a checkout of another commit, see --before).
+sys.path.insert(0, os.environ.get("SLM_BENCH_CODE") or str(Path(__file__).resolve().parents[1]))
 
 from slm_platform.canonical import entity  # noqa: E402
 from slm_platform.raw_schema import ensure_raw_schema  # noqa: E402
@@ -220,7 +222,11 @@ def worker(dsn: str, drop: Path, name: str, stepwise: bool) -> None:
     print(json.dumps(out))
 
 
-def load_in_child(dsn: str, drop: Path, name: str, stepwise: bool) -> dict:
+def load_in_child(dsn: str, drop: Path, name: str, stepwise: bool, code: str | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("SLM_BENCH_CODE", None)
+    if code:
+        env["SLM_BENCH_CODE"] = code
     proc = subprocess.run(
         [
             sys.executable,
@@ -236,6 +242,7 @@ def load_in_child(dsn: str, drop: Path, name: str, stepwise: bool) -> dict:
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if proc.returncode:
         raise SystemExit(f"load of {drop} failed:\n{proc.stderr[-3000:]}")
@@ -247,7 +254,9 @@ def _best(runs: list[tuple[float, float | None]]) -> tuple[float, float | None]:
     return min(s for s, _ in runs), (min(cpus) if cpus else None)
 
 
-def bench_size(dsn: str, name: str, rows: int, repeat: int, tmp: Path, stepwise: bool) -> dict:
+def bench_size(
+    dsn: str, name: str, rows: int, repeat: int, tmp: Path, stepwise: bool, before: str | None = None
+) -> dict:
     t0 = time.perf_counter()
     full = tmp / f"{name}_full_{rows}"
     drops: dict[str, Path] = {"first load": full, "rerun": full}
@@ -266,15 +275,17 @@ def bench_size(dsn: str, name: str, rows: int, repeat: int, tmp: Path, stepwise:
         flush=True,
     )
     bare: dict[str, list[tuple[float, float | None]]] = {"unindexed": [], "keyed": []}
-    runs: dict[str, list[dict]] = {s: [] for s in drops}
+    codes: dict[str, str | None] = {"": None, **({"before: ": before} if before else {})}
+    runs: dict[tuple[str, str], list[dict]] = {(c, s): [] for c in codes for s in drops}
     for _ in range(repeat):
         bare["unindexed"].append(bare_copy(dsn, name, path, keyed=False))
         bare["keyed"].append(bare_copy(dsn, name, path, keyed=True))
-        admin(dsn, f"truncate raw.{name}")  # first load: into an empty table
-        for scenario, drop in drops.items():
-            r = load_in_child(dsn, drop, name, stepwise)
-            assert r["counts"] == expected[scenario], (scenario, r["counts"], expected[scenario])
-            runs[scenario].append(r)
+        for label, code in codes.items():  # interleaved: the same neighbours for both
+            admin(dsn, f"truncate raw.{name}")  # first load: into an empty table
+            for scenario, drop in drops.items():
+                r = load_in_child(dsn, drop, name, stepwise, code)
+                assert r["counts"] == expected[scenario], (label, scenario, r["counts"], expected[scenario])
+                runs[(label, scenario)].append(r)
     admin(dsn, f"truncate raw.{name}")  # leave room on disk for the next size
     report: dict = {"entity": name, "rows": rows, "baselines": {}, "scenarios": {}}
     for kind, label in (("unindexed", "bare COPY, no index"), ("keyed", "bare COPY, same key")):
@@ -282,9 +293,9 @@ def bench_size(dsn: str, name: str, rows: int, repeat: int, tmp: Path, stepwise:
         shown = f"; server CPU {cpu:.2f} s" if cpu else ""
         print(f"{label:28s} {s:7.2f} s {rows / s:12,.0f} rows/s{shown}")
         report["baselines"][kind] = {"seconds": s, "server_cpu": cpu}
-    for scenario in drops:
-        best = min(runs[scenario], key=lambda r: r["seconds"])
-        load_cpus = [r["server_cpu"] for r in runs[scenario] if r["server_cpu"] is not None]
+    for label, scenario in runs:
+        best = min(runs[(label, scenario)], key=lambda r: r["seconds"])
+        load_cpus = [r["server_cpu"] for r in runs[(label, scenario)] if r["server_cpu"] is not None]
         load_cpu = min(load_cpus) if load_cpus else None
         ratios = {}
         for kind in ("keyed", "unindexed"):
@@ -303,19 +314,20 @@ def bench_size(dsn: str, name: str, rows: int, repeat: int, tmp: Path, stepwise:
             return f"{r['wall']:4.0%}{cpu}"
 
         print(
-            f"{scenario:12s} load_drop {best['seconds']:7.2f} s {rows / best['seconds']:12,.0f} rows/s = "
+            f"{label}{scenario:12s} load_drop {best['seconds']:7.2f} s "
+            f"{rows / best['seconds']:12,.0f} rows/s = "
             f"{pct('keyed')} of keyed COPY, {pct('unindexed')} of unindexed COPY (goal >= 60 %); "
             f"peak RSS {best['peak_rss_mb']:.0f} MB{cpu_text}\n"
             f"{'':13s}{name} file {best['file_seconds']:.2f} s: {steps}",
             flush=True,
         )
-        report["scenarios"][scenario] = {
+        report["scenarios"][label + scenario] = {
             "seconds": best["seconds"],
             "rows_per_s": rows / best["seconds"],
             "ratios": ratios,
             "server_cpu": load_cpu,
             "steps": best["steps"],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[scenario]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[(label, scenario)]),
         }
     for d in {*drops.values()}:
         for f in d.iterdir():
@@ -331,6 +343,10 @@ def main() -> None:
     ap.add_argument("--dsn", default=default_dsn, help="DSN of a database on the server to use")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best one counts")
     ap.add_argument("--stepwise", action="store_true", help="measure the step-by-step path (no single pass)")
+    ap.add_argument(
+        "--before",
+        help="also time the loader of this checkout (e.g. `git worktree add /tmp/old HEAD~1`), interleaved",
+    )
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: load one drop, print JSON
     ap.add_argument("--entity", default="tickets", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -352,7 +368,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SLM_BENCH_TMP")) as tmp:
             for name, rows_list in sizes.items():
                 for rows in rows_list or ():
-                    reports.append(bench_size(target, name, rows, args.repeat, Path(tmp), args.stepwise))
+                    reports.append(
+                        bench_size(target, name, rows, args.repeat, Path(tmp), args.stepwise, args.before)
+                    )
     finally:
         admin(args.dsn, f"drop database if exists {db} with (force)")
     for name in sizes:
