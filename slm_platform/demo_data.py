@@ -83,7 +83,12 @@ COMMENTS = (
 )
 # Surveys and complaints draw their extra details from a stream of their own, so that adding them left every
 # other generated value (tickets, checks, ...) unchanged.
-CSAT_WEIGHTS = {"fast": [3, 5, 11, 36, 45], "slow": [25, 25, 20, 18, 12]}  # 1..5; slow tickets score lower
+CSAT_WEIGHTS = {"fast": [3, 5, 11, 36, 45], "slow": [25, 25, 20, 18, 12]}  # 1..5; late tickets score lower
+# What a client perceives as late, in minutes (P1 round the clock, others in weekday office hours 08-18
+# local): about the demo contracts' response and resolution targets, so that late tickets are mostly the
+# ones the SLA marts find breached (the generator itself knows nothing of contracts).
+LATE_RESPONSE = {"P1": 15, "P2": 30, "P3": 120, "P4": 480}
+LATE_RESOLUTION = {"P1": 240, "P2": 480, "P3": 1440, "P4": 2880}
 COMPLAINT_CATEGORIES = {
     "linked": ("response time", "resolution quality", "communication"),
     "unlinked": ("communication", "billing", "service quality"),
@@ -135,6 +140,23 @@ class _Ticket:
     first_response: datetime | None = None
     resolved: datetime | None = None
     closed: datetime | None = None
+
+
+def _office_minutes(t: _Ticket, until: datetime) -> float:
+    """Minutes from opening to ``until``: real ones for P1, else weekday 08:00-18:00 in the client's zone."""
+    if t.priority == "P1":
+        return (until - t.opened).total_seconds() / 60
+    tz = ZoneInfo(t.client.tz)
+    start, end = t.opened.astimezone(tz), until.astimezone(tz)
+    total, day = 0.0, start.date()
+    while day <= end.date():
+        if day.weekday() < 5:
+            lo = datetime(day.year, day.month, day.day, 8, tzinfo=tz)
+            hi = datetime(day.year, day.month, day.day, 18, tzinfo=tz)
+            overlap = min(hi, end) - max(lo, start)
+            total += max(overlap.total_seconds(), 0) / 60
+        day += timedelta(days=1)
+    return total
 
 
 @dataclass
@@ -417,13 +439,12 @@ class _Generator:
             answered = (
                 sent + timedelta(minutes=rnd.randrange(10, 3 * 24 * 60)) if rnd.random() < 0.45 else None
             )
-            # One draw either way (the main stream stays as it was); a slow ticket draws from lower weights.
-            resp_median, work_median = TIMES[t.priority]
-            slow = (
-                t.resolved - t.opened > timedelta(minutes=3 * work_median)
-                or t.first_response - t.opened > timedelta(minutes=4 * resp_median)
+            # One draw either way (the main stream stays as it was); a late ticket draws from lower weights.
+            late = (
+                _office_minutes(t, t.first_response) > LATE_RESPONSE[t.priority]
+                or _office_minutes(t, t.resolved) > LATE_RESOLUTION[t.priority]
             )
-            csat = rnd.choices([1, 2, 3, 4, 5], weights=CSAT_WEIGHTS["slow" if slow else "fast"])[0]
+            csat = rnd.choices([1, 2, 3, 4, 5], weights=CSAT_WEIGHTS["slow" if late else "fast"])[0]
             self._survey(
                 t.client,
                 "transactional",
