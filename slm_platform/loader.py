@@ -634,13 +634,25 @@ def _single_pass(cur, spec: EntitySpec, present: set[str], jsonl: bool, batch_id
         else:
             cols = ", ".join([*spec.column_names, "_batch_id", "_source", "_loaded_at"])
             typed = dict(zip(spec.column_names, _typed_values(spec, present), strict=True))
+            key_aside = _set_key_aside(cur, spec)
+            order = "" if key_aside else _key_order(spec, typed)
             # A row is good when no check fires (CASE gives null): the very verdicts reasons come from.
             cur.execute(  # no parameters: the LIKE patterns hold '%'
                 f"insert into {spec.table} ({cols}) "
                 f"select {_select_list(spec, present)}, {int(batch_id)}, {_lit(source)}, now() "
-                f"from {from_clause} where ({case}) is null{_key_order(spec, typed)}"
+                f"from {from_clause} where ({case}) is null{order}"
             )
             good = cur.rowcount
+            if key_aside:  # a key twice among the good rows: unique violation, as with the key in place
+                cur.execute(
+                    sql.SQL("alter table {} add constraint {} primary key ({})")
+                    .format(
+                        sql.SQL(spec.table),
+                        sql.Identifier(key_aside),
+                        sql.SQL(", ").join(sql.Identifier(k) for k in spec.key),
+                    )
+                    .as_string(cur)
+                )
             high_water = None
             if spec.time_column and good:
                 cur.execute(f"select max({spec.time_column}) from {spec.table}")
@@ -653,6 +665,37 @@ def _single_pass(cur, spec: EntitySpec, present: set[str], jsonl: bool, batch_id
         return None
     cur.execute("release savepoint slm_single_pass")
     return result
+
+
+def _set_key_aside(cur, spec: EntitySpec) -> str | None:
+    """First load of a composite key (code, time…): drop the primary key, to build it after the insert.
+
+    Such files come in time order, which scatters the inserts all over the key's index; building the
+    index once from the loaded rows costs a fraction (1 M checks, server CPU: 3.0 s inserted in key
+    order, 4.4 s in file order, 0.9 + 0.5 s inserted then indexed). The table is empty, and the drop
+    holds an exclusive lock until commit: readers of this one table wait for its first load. Returns the
+    constraint's name, or None (key kept: a view depending on it, say) to insert in key order instead.
+    """
+    if len(spec.key) < 2:
+        return None
+    cur.execute(
+        "select conname from pg_constraint where conrelid = %s::regclass and contype = 'p'", (spec.table,)
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute("savepoint slm_key_aside")
+    try:
+        cur.execute(
+            sql.SQL("alter table {} drop constraint {}")
+            .format(sql.SQL(spec.table), sql.Identifier(row[0]))
+            .as_string(cur)
+        )
+    except psycopg2.Error:
+        cur.execute("rollback to savepoint slm_key_aside")
+        return None
+    cur.execute("release savepoint slm_key_aside")
+    return row[0]
 
 
 def _key_order(spec: EntitySpec, exprs: dict[str, str]) -> str:
@@ -727,6 +770,7 @@ def _load_file(conn, spec: EntitySpec, path: Path, source: str) -> BatchResult:
             cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"slm_platform.loader.{spec.name}",))
             # Hash joins, the duplicate check and the key sort of a million-row file stay in memory.
             cur.execute("set local work_mem = '256MB'")
+            cur.execute("set local maintenance_work_mem = '256MB'")  # a first load's key index build
             # The load is bound by type input functions: JIT compilation of its big CASE is pure overhead.
             cur.execute("set local jit = off")
             # Durability is per file anyway (a lost commit loses batch, rows and watermark together).

@@ -50,6 +50,15 @@ def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def primary_key(dsn: str, table: str) -> tuple[str, str]:
+    return query(
+        dsn,
+        "select conname, pg_get_constraintdef(oid) from pg_constraint where conrelid = %s::regclass "
+        "and contype = 'p'",
+        (table,),
+    )[0]
+
+
 def by_entity(results: list[loader.BatchResult]) -> dict[str, loader.BatchResult]:
     return {r.entity: r for r in results}
 
@@ -200,6 +209,8 @@ def test_bad_drop_rows_are_quarantined_with_their_reason(fresh_db: str) -> None:
         "left join raw.quarantine q using (batch_id) group by 1, 2 order by 1",
     )
     assert all(n == m for _, n, m in counts), counts
+    # The first load of checks built its key after the insert; the duplicate made it roll back: key intact.
+    assert primary_key(fresh_db, "raw.checks") == ("checks_pkey", "PRIMARY KEY (service_code, checked_at)")
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["fast-path", "strict-path"])
@@ -598,6 +609,7 @@ def test_line_numbers_of_refused_rows_span_many_pages(fresh_db: str, tmp_path: P
     drop = write_drop(tmp_path / "d", **{"checks.csv": header + "".join(lines)})
     first = by_entity(load_drop(fresh_db, drop))["checks"]
     assert "single_pass" in first.step_seconds
+    assert primary_key(fresh_db, "raw.checks") == ("checks_pkey", "PRIMARY KEY (service_code, checked_at)")
     lines[3] = lines[3].replace(",up,3", ",down,3")  # changed: written by the merge
     drop = write_drop(tmp_path / "e", **{"checks.csv": header + "".join(lines)})
     again = by_entity(load_drop(fresh_db, drop))["checks"]
