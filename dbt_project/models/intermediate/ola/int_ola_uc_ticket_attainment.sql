@@ -1,6 +1,7 @@
 {#-
-    One row per ticket and OLA/UC party that held it: the group's total held business minutes on that
-    ticket (all its segments, minus pauses) against the OLA/UC resolution target.
+    One row per ticket, OLA/UC party that held it and metric: for resolution, the group's total held
+    business minutes on that ticket (all its segments, minus pauses); for response, its one response stretch
+    (int_ola_uc_ticket_holds); against the OLA/UC objective's target.
     A hold counts in the month (client time zone) its last segment ended. A group still holding the ticket
     at the cut-off is not counted yet, unless it is already over target: then it counts as missed in the
     cut-off's month, so a stuck ticket is never hidden.

@@ -1,9 +1,19 @@
 {#-
     Assignment segments of the groups that are the party of an OLA or UC, measured on that agreement's
-    resolution objective: business minutes held, and business minutes paused (the ticket sat in one of the
+    objectives: business minutes held, and business minutes paused (the ticket sat in one of the
     agreement's pause statuses while the group held it), both on the objective's calendar.
     The objective comes from the agreement version in force on the ticket's opening day (client time zone),
     matched on the ticket's type and current priority, as for the SLA.
+
+    Two metrics, one row per measured stretch:
+    - resolution: every segment of the group (its held time, added up per ticket downstream);
+    - response (time to own, SERVICE_LEVELS.md: opened -> first response, here from the moment the group
+      first got the ticket): the group's first segment, from its start to the ticket's first response if
+      that came while the group held it, else to the end of that segment (the group handed the ticket on or
+      resolved it: it acted on it). Only for groups that got the ticket before its first response: the
+      ticket's first response is the only response the data records, and a group that receives an already
+      answered ticket has no response of its own to measure. Running while the group still holds the
+      unanswered ticket at the cut-off.
 -#}
 with
 
@@ -34,36 +44,81 @@ status_spells as (
     where changed_field = 'status'
 ),
 
+first_holds as (
+    select
+        *,
+        row_number() over (partition by ticket_id, party order by segment_start) as hold_number
+    from segments
+),
+
+measured_stretches as (
+    select
+        ticket_id,
+        party,
+        segment_start,
+        segment_end,
+        is_running,
+        client_code,
+        service_code,
+        ticket_type,
+        priority,
+        opened_at,
+        client_timezone,
+        'resolution' as metric
+    from segments
+    union all
+    select
+        ticket_id,
+        party,
+        segment_start,
+        least(first_response_at, segment_end) as segment_end,
+        is_running and first_response_at is null as is_running,
+        client_code,
+        service_code,
+        ticket_type,
+        priority,
+        opened_at,
+        client_timezone,
+        'response' as metric
+    from first_holds
+    where
+        hold_number = 1
+        and (first_response_at is null or first_response_at >= segment_start)
+),
+
 matched_segments as (
     select
-        segments.*,
+        measured_stretches.*,
         agreements.kind as agreement_kind,
         agreements.agreement_id,
         agreements.valid_from as agreement_valid_from,
         agreements.pause_statuses,
         objectives.objective_id,
-        objectives.metric,
         objectives.calendar_code,
         objectives.target_minutes,
         objectives.threshold_pct
-    from segments
+    from measured_stretches
     inner join agreements
         on
-            segments.party = agreements.party
+            measured_stretches.party = agreements.party
             and agreements.kind in ('OLA', 'UC')
-            and (agreements.services is null or segments.service_code = any(agreements.services))
-            and (segments.opened_at at time zone segments.client_timezone)::date >= agreements.valid_from
+            and (
+                agreements.services is null or measured_stretches.service_code = any(agreements.services)
+            )
+            and (measured_stretches.opened_at at time zone measured_stretches.client_timezone)::date
+            >= agreements.valid_from
             and (
                 agreements.valid_to is null
-                or (segments.opened_at at time zone segments.client_timezone)::date <= agreements.valid_to
+                or (measured_stretches.opened_at at time zone measured_stretches.client_timezone)::date
+                <= agreements.valid_to
             )
     inner join objectives
         on
             agreements.agreement_id = objectives.agreement_id
             and agreements.valid_from = objectives.valid_from
-            and objectives.metric = 'resolution'
-            and segments.ticket_type = objectives.ticket_type
-            and segments.priority = objectives.priority
+            and measured_stretches.metric = objectives.metric
+            and measured_stretches.ticket_type = objectives.ticket_type
+            and measured_stretches.priority = objectives.priority
 ),
 
 -- Business minutes of each segment, and of the pause spells inside it (clipped to the segment). The pauses

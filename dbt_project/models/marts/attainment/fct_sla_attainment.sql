@@ -55,37 +55,16 @@ measured as (
     where version_rank = 1
 ),
 
--- Quarters and years are rolled up from the same rows, so a quarter is exactly the sum of its months.
-periods as (
-    select
-        measured.*,
-        period_grain.period_type,
-        date_trunc(period_grain.period_type, measured.period_month)::date as period_start
-    from measured
-    cross join (values ('month'), ('quarter'), ('year')) as period_grain (period_type)
-),
-
 aggregated as (
-    select
-        client_code,
-        service_code,
-        agreement_id,
-        objective_id,
-        period_type,
-        period_start,
-        -- Functionally dependent on objective_id (it encodes them); min() just carries them through.
-        min(metric) as metric,
-        min(ticket_type) as ticket_type,
-        min(priority) as priority,
-        count(*) as tickets_counted,
-        count(*) filter (where is_met) as tickets_met,
-        -- An amendment inside a period can change the threshold: hold the period to the strictest one.
-        max(threshold_pct) as threshold_pct
-    from periods
-    group by client_code, service_code, agreement_id, objective_id, period_type, period_start
+    {{ attainment_by_period(
+        'measured',
+        ['client_code', 'service_code', 'agreement_id', 'objective_id'],
+        ['metric', 'ticket_type', 'priority']
+    ) }}
 ),
 
 final as (
+    -- Column order of the table comes from the contract (yml), not from this select.
     select
         client_code,
         service_code,
@@ -96,13 +75,7 @@ final as (
         priority,
         period_type,
         period_start,
-        tickets_counted,
-        tickets_met,
-        threshold_pct::numeric(9, 4) as threshold_pct,
-        -- Column order of the table comes from the contract (yml), not from this select.
-        round(100.0 * tickets_met / tickets_counted, 2)::numeric(5, 2) as attainment_pct,
-        -- Compared on the exact ratio, not the rounded percentage (39/40 = 97.5 is exact, 2/3 is not).
-        100.0 * tickets_met >= threshold_pct * tickets_counted as is_met
+        {{ attainment_measures() }}
     from aggregated
 )
 
