@@ -193,10 +193,10 @@ def _backend_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(conn, statement: str, before: str) -> tuple[float, float | None]:
+def timed(dsn: str, statement: str, before: str) -> tuple[float, float | None]:
     """Run ``before`` then time ``statement`` on a fresh session: wall seconds, and the session's server CPU
     seconds (parallel workers not included) when the server is local. Commits."""
-    session = psycopg2.connect(conn.dsn)
+    session = psycopg2.connect(dsn)
     try:
         with session.cursor() as cur:
             cur.execute(before)
@@ -272,7 +272,7 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s")
 
         describe(conn)
-        runs = [timed(conn, f"create table bench.result as {set_based_sql()}",
+        runs = [timed(target, f"create table bench.result as {set_based_sql()}",
                       "drop table if exists bench.result") for _ in range(args.repeat)]
         with conn.cursor() as cur:
             cur.execute("select count(*), avg(elapsed) from bench.result")
@@ -285,15 +285,16 @@ def main() -> None:
         print(f"set-based (day table + macros): {set_seconds:.2f} s, {set_rate:,.0f} tickets/s per metric"
               f" ({'meets' if set_rate >= GOAL else 'MISSES'} the {GOAL:,}/s goal); mean elapsed"
               f" {avg_elapsed:.0f} business min; runs: {', '.join(f'{w:.2f}' for w, _ in runs)} s")
-        serial_wall, serial_cpu = timed(conn, f"create table bench.result_serial as {set_based_sql()}",
+        serial_wall, serial_cpu = timed(target, f"create table bench.result_serial as {set_based_sql()}",
                                         "set max_parallel_workers_per_gather = 0")
         if serial_cpu is not None:
             print(f"  without parallel workers: {serial_wall:.2f} s wall, {serial_cpu:.2f} s server CPU"
                   f" = {len(tickets) / serial_cpu:,.0f} tickets per CPU-second")
 
         if args.index_lookup:
-            index_seconds, index_cpu = timed(conn, f"create table bench.result_index as {index_lookup_sql()}",
-                                             "set max_parallel_workers_per_gather = 0")
+            index_seconds, index_cpu = timed(
+                target, f"create table bench.result_index as {index_lookup_sql()}",
+                "set max_parallel_workers_per_gather = 0")
             with conn.cursor() as cur:
                 cur.execute("select count(*) from bench.result as r full join bench.result_index as i"
                             " using (id) where r.elapsed is distinct from i.elapsed")
