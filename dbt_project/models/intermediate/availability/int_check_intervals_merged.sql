@@ -6,11 +6,13 @@
 -- Consecutive checks with the same status whose holds touch form one interval, so a day of 1-minute "up"
 -- checks is one row: everything downstream reads these rows, never the raw checks.
 --
--- Incremental, grain (service_code, check_day): a run rebuilds only the days that hold checks written by a
--- load batch newer than the last one seen here (late data included), plus the day before each (its last
--- check holds into the changed day), reading those days and the next one from the primary-key index. The
--- result equals a full rebuild as long as a service's usual interval is at most 12 hours (a hold then never
--- reaches past the next UTC day).
+-- Each day is computed from its own checks only: the day's last check holds for twice the usual interval,
+-- and int_service_ranges_aggregated cuts that hold at the next day's first check (a lead over these compact
+-- rows). So a day's rows never change when a later day arrives.
+--
+-- Incremental, grain (service_code, check_day): a run rebuilds only the service-days that hold checks
+-- written by a load batch newer than the last one seen here (new days and late corrections alike), reading
+-- each with one primary-key range scan. Its cost is proportional to the new data, not to the history.
 
 with
 
@@ -20,7 +22,7 @@ checks as (
 
 {% if is_incremental() %}
 
-    changed_days as (
+    days_to_build as (
         select distinct
             service_code,
             (checked_at at time zone 'UTC')::date as check_day
@@ -28,33 +30,9 @@ checks as (
         where batch_id > (select coalesce(max(this_run.max_batch_id), 0) from {{ this }} as this_run)
     ),
 
-    days_to_build as (
-        select
-            service_code,
-            check_day
-        from changed_days
-        union
-        select
-            service_code,
-            check_day - 1 as check_day
-        from changed_days
-    ),
-
-    days_to_read as (
-        select
-            service_code,
-            check_day
-        from days_to_build
-        union
-        select
-            service_code,
-            check_day + 1 as check_day
-        from days_to_build
-    ),
-
     scoped_checks as (
         select day_checks.*
-        from days_to_read
+        from days_to_build
         -- Lateral: one primary-key range scan per service-day, whatever the size of the history.
         cross join lateral (
             select
@@ -64,9 +42,9 @@ checks as (
                 checks.batch_id
             from checks
             where
-                checks.service_code = days_to_read.service_code
-                and checks.checked_at >= days_to_read.check_day::timestamp at time zone 'UTC'
-                and checks.checked_at < (days_to_read.check_day + 1)::timestamp at time zone 'UTC'
+                checks.service_code = days_to_build.service_code
+                and checks.checked_at >= days_to_build.check_day::timestamp at time zone 'UTC'
+                and checks.checked_at < (days_to_build.check_day + 1)::timestamp at time zone 'UTC'
         ) as day_checks
     ),
 
@@ -90,7 +68,10 @@ with_next as (
         status,
         batch_id,
         (checked_at at time zone 'UTC')::date as check_day,
-        lead(checked_at) over (partition by service_code order by checked_at) as next_checked_at
+        -- The next check of the same UTC day (the day's last check has none: see the header).
+        lead(checked_at) over (
+            partition by service_code, (checked_at at time zone 'UTC')::date order by checked_at
+        ) as next_checked_at
     from scoped_checks
 ),
 
@@ -111,7 +92,7 @@ held as (
         with_next.checked_at,
         with_next.status,
         with_next.batch_id,
-        -- least() skips nulls: the last known check holds for twice the usual interval.
+        -- least() skips nulls: the day's last check holds for twice the usual interval.
         least(
             with_next.next_checked_at, with_next.checked_at + 2 * usual_intervals.usual_interval
         ) as held_until
@@ -120,12 +101,6 @@ held as (
         on
             with_next.service_code = usual_intervals.service_code
             and with_next.check_day = usual_intervals.check_day
-    {% if is_incremental() %}
-        inner join days_to_build
-            on
-                with_next.service_code = days_to_build.service_code
-                and with_next.check_day = days_to_build.check_day
-    {% endif %}
 ),
 
 run_starts as (

@@ -28,25 +28,41 @@ cutoff as (
     select {{ availability_cutoff() }} as cutoff_at
 ),
 
+-- A day's last check holds for twice the usual interval at most, and only until the next check: cut that
+-- hold at the first interval of the next day (within a day the runs already end at the next check).
+clipped_intervals as (
+    select
+        service_code,
+        status,
+        interval_start,
+        least(
+            interval_end,
+            lead(interval_start) over (partition by service_code order by interval_start)
+        ) as interval_end
+    from check_intervals
+),
+
 check_ranges as (
     select
-        check_intervals.service_code,
+        clipped_intervals.service_code,
         range_agg(
-            tstzrange(check_intervals.interval_start, least(check_intervals.interval_end, cutoff.cutoff_at))
+            tstzrange(
+                clipped_intervals.interval_start, least(clipped_intervals.interval_end, cutoff.cutoff_at)
+            )
         )
             as checked_ranges,
         coalesce(
             range_agg(
                 tstzrange(
-                    check_intervals.interval_start, least(check_intervals.interval_end, cutoff.cutoff_at)
+                    clipped_intervals.interval_start, least(clipped_intervals.interval_end, cutoff.cutoff_at)
                 )
-            ) filter (where check_intervals.status = 'down'),
+            ) filter (where clipped_intervals.status = 'down'),
             '{}'::tstzmultirange
         ) as check_down_ranges
-    from check_intervals
+    from clipped_intervals
     cross join cutoff
-    where check_intervals.interval_start < cutoff.cutoff_at
-    group by check_intervals.service_code
+    where clipped_intervals.interval_start < cutoff.cutoff_at
+    group by clipped_intervals.service_code
 ),
 
 outage_ranges as (
