@@ -5,12 +5,15 @@ columns, validate it set-based in SQL (bad rows go to ``raw.quarantine`` with fi
 raw record), upsert the good rows by key, record the batch and advance the watermark. Memory use does
 not depend on the file size: Python only ever holds one chunk of the stream.
 
-Two ways through a file, same verdicts and same result:
+Three ways through a file, same verdicts and same result:
 - single pass (first load into an empty table): one statement validates, casts each value once and
   inserts the good rows; the insert's row count is the number of good rows, so the reasons are computed
-  only when some rows were refused. Casting is the dearest part of a load; this path does it once, not twice.
-- step by step (a filled table, or the single pass hit a duplicate key or a value the fast casts
-  refuse): validate into ``bad``, quarantine, mark duplicates, update then insert.
+  only when some rows were refused. Casting is the dearest part of a load; this path does it once, not
+  twice. A composite key's index (checks…) is dropped before and built after the insert.
+- merge (a filled table: reruns, increments): one statement validates, compares with the stored rows,
+  updates the changed keys and inserts the new ones; unchanged rows are read, never written.
+- step by step (the fast casts refused a value, or a key occurs twice among the good rows): validate
+  into ``bad``, quarantine, mark duplicates, update then insert.
 
 Line numbers: a CSV record's number counts the header as line 1; it equals the physical line as long as
 no quoted field holds a line break. JSONL line numbers are exact.
