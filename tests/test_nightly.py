@@ -43,19 +43,62 @@ def _mart(dsn: str) -> Counter:
     return Counter({(c, m): n for c, m, n in rows})
 
 
-def test_dag_run_recorded_in_airflow(demo_stack: DemoStack) -> None:
-    creds = demo_stack.credentials
+def _airflow(demo: DemoStack, path: str) -> dict:
+    """GET from the stack's Airflow REST API as admin."""
     token = requests.post(
-        f"{demo_stack.airflow_url}/auth/token",
-        json={"username": "admin", "password": creds["airflow_admin_password"]},
+        f"{demo.airflow_url}/auth/token",
+        json={"username": "admin", "password": demo.credentials["airflow_admin_password"]},
         timeout=30,
     ).json()["access_token"]
-    runs = requests.get(
-        f"{demo_stack.airflow_url}/api/v2/dags/slm_nightly/dagRuns",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ).json()["dag_runs"]
+    response = requests.get(
+        f"{demo.airflow_url}/api/v2/{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def _task_states(demo: DemoStack, logical_day: str) -> dict[str, str]:
+    """Task id -> state of the latest slm_nightly run of that logical day."""
+    runs = [
+        r
+        for r in _airflow(demo, "dags/slm_nightly/dagRuns?order_by=-start_date")["dag_runs"]
+        if r["logical_date"].startswith(logical_day)
+    ]
+    states: dict[str, str] = {}
+    while True:  # paged: the API caps a page (100 by default) and the dbt group grows with the models
+        page = _airflow(
+            demo,
+            f"dags/slm_nightly/dagRuns/{runs[0]['dag_run_id']}/taskInstances?limit=100&offset={len(states)}",
+        )
+        states |= {ti["task_id"]: ti["state"] for ti in page["task_instances"]}
+        if not page["task_instances"] or len(states) >= page["total_entries"]:
+            return states
+
+
+def _rows(dsn: str, table: str) -> list[tuple]:
+    return sorted(_query(dsn, f"select * from {table}"), key=repr)  # noqa: S608 - fixed names
+
+
+def test_dag_run_recorded_in_airflow(demo_stack: DemoStack) -> None:
+    runs = _airflow(demo_stack, "dags/slm_nightly/dagRuns")["dag_runs"]
     assert any(r["state"] == "success" and r["logical_date"].startswith("2026-11-01") for r in runs), runs
+    # One dbt build, and a task per model (and per model's tests) that reports what it did to the model.
+    states = _task_states(demo_stack, "2026-11-01")
+    assert states["dbt.dbt_producer_watcher"] == "success"
+    assert states["dbt.fct_ticket_volume.run"] == "success"
+    assert states["dbt.fct_ticket_volume.test"] == "success"
+    dbt_states = {k: v for k, v in states.items() if k.startswith("dbt.")}
+    assert set(dbt_states.values()) == {"success"}, dbt_states
+
+
+def test_dbt_gets_the_interval_end_as_cut_off(demo_stack: DemoStack) -> None:
+    """The demo run (day 2026-11-01, covering October 31) computes running periods up to the end of its
+    data interval (dbt var as_of), not up to the latest check loaded (the models' default)."""
+    dsn = demo_stack.warehouse_dsn
+    interval_end = datetime(2026, 11, 1, tzinfo=ZoneInfo("UTC"))
+    assert _query(dsn, "select distinct as_of from marts.fct_availability") == [(interval_end,)]
+    (latest_check,) = _query(dsn, "select max(checked_at) from raw.checks")[0]
+    assert latest_check < interval_end  # the default would have given a different cut-off
 
 
 def test_mart_matches_independent_count(demo_stack: DemoStack) -> None:
@@ -68,6 +111,7 @@ def test_rerun_is_idempotent(demo_stack: DemoStack) -> None:
     dsn = demo_stack.warehouse_dsn
     before_raw = _query(dsn, "select count(*) from raw.tickets")[0][0]
     before_mart = _mart(dsn)
+    before_rows = {t: _rows(dsn, t) for t in ("marts.fct_ticket_sla", "marts.fct_availability")}
     slm(
         demo_stack.home,
         "run",
@@ -79,6 +123,9 @@ def test_rerun_is_idempotent(demo_stack: DemoStack) -> None:
     )
     assert _query(dsn, "select count(*) from raw.tickets")[0][0] == before_raw
     assert _mart(dsn) == before_mart
+    # Same interval, same cut-off: every figure is the same, not only the counts.
+    for table, rows in before_rows.items():
+        assert _rows(dsn, table) == rows, table
     last = _query(
         dsn,
         "select rows_read, rows_loaded, rows_quarantined from raw.load_batches "
@@ -115,3 +162,40 @@ def test_quality_gate_blocks_publish(demo_stack: DemoStack) -> None:
         assert "expect_column_values_to_be_in_set" in log
     finally:
         _query(dsn, "update raw.tickets set priority = %s where ticket_id = %s", (priority, ticket))
+
+
+def test_failing_dbt_test_blocks_publish(demo_stack: DemoStack) -> None:
+    """Raw data that passes GX but fails a dbt test: the dbt build fails, the task of the tested model's
+    tests fails, publish does not run, the published marts stay; unaffected models still report success."""
+    dsn = demo_stack.warehouse_dsn
+    before = _mart(dsn)
+    ticket, service = _query(
+        dsn, "select ticket_id, service_code from raw.tickets order by ticket_id limit 1"
+    )[0]
+    # Bypass the loader (which refuses unknown services) as a manual fix would: the relationships test fails.
+    _query(dsn, "update raw.tickets set service_code = 'NO-SUCH-SERVICE' where ticket_id = %s", (ticket,))
+    try:
+        proc = slm(
+            demo_stack.home,
+            "run",
+            "nightly",
+            "--date",
+            "2026-11-03",
+            "--drop",
+            str(demo_stack.home / "drops" / "demo"),
+            check=False,
+        )
+        assert proc.returncode == 1
+        assert "ERROR: the nightly DAG ended in state 'failed'" in proc.stderr
+        assert _mart(dsn) == before
+        states = _task_states(demo_stack, "2026-11-03")
+        assert states["check_raw"] == "success"
+        assert states["dbt.dbt_producer_watcher"] == "failed"
+        assert states["dbt.stg_canonical__tickets.run"] == "success"  # the view was built ...
+        assert states["dbt.stg_canonical__tickets.test"] == "failed"  # ... and its tests failed
+        assert states["dbt.dim_agreements.run"] == "success"  # independent of tickets: built and reported
+        assert states["publish"] == "upstream_failed"
+        log = (demo_stack.home / "logs" / "nightly-2026-11-03.log").read_text()
+        assert "relationships_stg_canonical__tickets_service_code" in log
+    finally:
+        _query(dsn, "update raw.tickets set service_code = %s where ticket_id = %s", (service, ticket))
