@@ -70,6 +70,10 @@ def _months(result: dict) -> object:
     return len({row["period_start"] for row in result["data"]})
 
 
+def _series(result: dict) -> object:
+    return len({key for row in result["data"] for key in row} - {"period_start"})
+
+
 EXPECTED: dict[str, tuple[str, Extract]] = {
     "sla_attainment_table": (
         "select count(*) from (select distinct client_code, service_code, objective_id, period_type, "
@@ -98,9 +102,11 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
         "period_start from marts.fct_ola_uc_attainment) t",
         _rowcount,
     ),
+    # One line per party and metric: a team's response and resolution attainment are not mixed.
     "ola_uc_attainment_trend": (
-        "select count(distinct period_start) from marts.fct_ola_uc_attainment where period_type = 'month'",
-        _months,
+        "select count(*) from (select distinct party, metric from marts.fct_ola_uc_attainment "
+        "where period_type = 'month') t",
+        _series,
     ),
     "unsupported_count": (
         "select count(*) from marts.fct_agreement_support where not is_supported",
