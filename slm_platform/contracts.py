@@ -48,9 +48,13 @@ _TICKET_OBJECTIVE = {"metric", "ticket_type", "priority", "target_minutes", "cal
 _OBJECTIVE_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "response": (_TICKET_OBJECTIVE, set()),
     "resolution": (_TICKET_OBJECTIVE, set()),
-    "availability": ({"metric", "target_pct", "calendar", "period"}, set()),
+    "availability": ({"metric", "target_pct", "calendar", "period"}, {"measured_by"}),
     "csat": ({"metric", "target_pct", "period"}, set()),
 }
+# How an availability objective's time is known: "checks" (only time a check or a reported outage covers is
+# measured; the rest is unmeasured) or "reported_outages" (the source lists every outage, so a minute without
+# a reported outage counts as up: a status page). Declared, never guessed from the data.
+MEASURED_BY = ("checks", "reported_outages")
 _HHMM = r"(?:[01]\d|2[0-3]):[0-5]\d"
 _HOURS_RE = re.compile(rf"^({_HHMM})-({_HHMM}|24:00)$")
 
@@ -98,6 +102,7 @@ class Objective:
     threshold_pct: float | None = None
     target_pct: float | None = None
     period: str | None = None
+    measured_by: str | None = None  # availability only; None there means "checks"
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,12 @@ def _parse_objective(
         if item["period"] not in PERIODS:
             chk.err(entry, f"{where}.period", f"unknown period {item['period']!r} (use {', '.join(PERIODS)})")
         values["period"] = item["period"]
+    if "measured_by" in optional:
+        measured_by = item.get("measured_by", "checks")
+        if measured_by not in MEASURED_BY:
+            chk.err(entry, f"{where}.measured_by",
+                    f"unknown measured_by {measured_by!r} (use {', '.join(MEASURED_BY)})")
+        values["measured_by"] = measured_by
     if len(chk.errors) > before:
         return None
     return Objective(**values)

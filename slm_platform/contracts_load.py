@@ -85,8 +85,11 @@ create table if not exists raw.contract_objectives (
     calendar_code   text,
     threshold_pct   numeric,
     period          text,
+    measured_by     text,
     primary key (agreement_id, valid_from, objective_id)
 );
+-- Warehouses created before measured_by existed (null for non-availability objectives).
+alter table raw.contract_objectives add column if not exists measured_by text;
 """
 
 TABLES = ("contract_calendars", "calendar_windows", "contract_agreements", "contract_objectives")
@@ -197,6 +200,7 @@ def catalogue_rows(catalogue: Catalogue, start: date, end: date) -> dict[str, li
             rows["contract_objectives"].append((
                 a.id, a.valid_from, objective_id(a.id, o), o.metric, o.ticket_type, o.priority,
                 _target_minutes(a, o), o.target_pct, o.calendar, o.threshold_pct, o.period,
+                o.measured_by,
             ))
     return rows
 

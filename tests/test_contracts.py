@@ -371,3 +371,36 @@ def test_whole_catalogue_refused_with_every_error(tmp_path, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith(str(path)) for line in lines[:3])
     assert "3 error" in lines[3]
+
+
+# ------------------------------------------------------------------------------------------ measured_by
+
+
+def test_measured_by_defaults_to_checks_and_is_read(tmp_path):
+    def declare(d):
+        d["agreements"][0]["objectives"][1]["measured_by"] = "reported_outages"
+
+    default = load_catalogue(write(tmp_path, BASE, "default.yaml"))
+    declared = load_catalogue(write(tmp_path, mutated(declare), "declared.yaml"))
+    assert default.agreements[0].objectives[1].measured_by == "checks"
+    assert declared.agreements[0].objectives[1].measured_by == "reported_outages"
+    # Other metrics do not take it.
+    assert default.agreements[0].objectives[0].measured_by is None
+
+
+def test_sample_statuspage_contract_declares_reported_outages():
+    catalogue = load_catalogue(Path(contracts.__file__).parents[1] / "contracts" / "statuspage_sample.yaml")
+    (objective,) = catalogue.agreements[0].objectives
+    assert (objective.metric, objective.measured_by) == ("availability", "reported_outages")
+
+
+@pytest.mark.parametrize("value", ["status_page", "Checks", None, 1])
+def test_bad_measured_by(tmp_path, value):
+    path = write(tmp_path, mutated(lambda d: d["agreements"][0]["objectives"][1].update(measured_by=value)))
+    assert_names(only_error(path), path, "agreements[0] (SLA-ACME-2026)", "objectives[1].measured_by",
+                 "unknown measured_by", "checks", "reported_outages")
+
+
+def test_measured_by_only_on_availability(tmp_path):
+    path = write(tmp_path, mutated(lambda d: d["agreements"][0]["objectives"][2].update(measured_by="checks")))
+    assert_names(only_error(path), path, "agreements[0] (SLA-ACME-2026)", "objectives[2].measured_by")
