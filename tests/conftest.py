@@ -137,3 +137,23 @@ def demo_stack(stack_home: Path, pg_server: PgServer) -> DemoStack:
         warehouse_dsn=pg_server.dsn(WAREHOUSE_DB),
         credentials=creds,
     )
+
+
+# The Superset test modules' shared fixtures (module scope: a fresh login per module, as a token expires).
+@pytest.fixture(scope="module")
+def admin(demo_stack: DemoStack):
+    from slm_platform.superset_api import SupersetClient
+
+    creds = demo_stack.credentials["superset"]["admin"]
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+@pytest.fixture(scope="module")
+def warehouse(demo_stack: DemoStack):
+    """A read-only connection to the demo warehouse, for the figures charts are compared with."""
+    import psycopg2
+
+    conn = psycopg2.connect(demo_stack.warehouse_dsn)
+    conn.set_session(readonly=True, autocommit=True)
+    yield conn
+    conn.close()

@@ -6,11 +6,9 @@ import importlib.util
 import io
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-import psycopg2
 import pytest
 import yaml
 
@@ -24,8 +22,8 @@ from slm_platform.superset_provision import (
     provision,
 )
 from slm_platform.superset_service import CONFIG_PATH, gunicorn_command
+from tests.superset_helpers import CHARTS, login
 
-CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
 TABLE_CHART = CHARTS["ticket_volume_table"]
 BIG_NUMBER_CHART = CHARTS["major_incidents"]
 VOLUME_CHARTS = [
@@ -105,24 +103,6 @@ def test_gunicorn_binds_loopback_only() -> None:
 # ---------------------------------------------------------------- against the demo stack
 
 
-@pytest.fixture(scope="module")
-def admin(demo_stack) -> SupersetClient:
-    creds = demo_stack.credentials["superset"]["admin"]
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = psycopg2.connect(demo_stack.warehouse_dsn)
-    conn.set_session(readonly=True, autocommit=True)
-    yield conn
-    conn.close()
-
-
-def _login(demo_stack, creds: dict) -> SupersetClient:
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
 def _chart_data(api: SupersetClient, chart_uuid: str) -> dict:
     chart_id = by_uuid(api, "chart", chart_uuid)["id"]
     return api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
@@ -163,7 +143,7 @@ def test_client_sees_only_its_rows(demo_stack, warehouse) -> None:
     clients = demo_stack.credentials["superset"]["clients"]
     assert len(clients) >= 2, "the demo needs at least two clients to prove isolation"
     for code, creds in clients.items():
-        api = _login(demo_stack, creds)
+        api = login(demo_stack, creds)
         table = _chart_data(api, TABLE_CHART["uuid"])
         assert {row["client_code"] for row in table["data"]} == {code}
         ((expected_rows, expected_opened),) = _sql(
@@ -183,7 +163,7 @@ def test_client_sees_only_its_rows(demo_stack, warehouse) -> None:
 
 
 def test_manager_sees_every_client(demo_stack, warehouse) -> None:
-    api = _login(demo_stack, demo_stack.credentials["superset"]["manager"])
+    api = login(demo_stack, demo_stack.credentials["superset"]["manager"])
     table = _chart_data(api, TABLE_CHART["uuid"])
     all_codes = {r[0] for r in _sql(warehouse, "select distinct client_code from marts.fct_ticket_volume")}
     assert {row["client_code"] for row in table["data"]} == all_codes
@@ -198,7 +178,7 @@ def test_manager_sees_every_client(demo_stack, warehouse) -> None:
 
 def test_client_is_denied_sql_lab_and_admin_apis(demo_stack, admin: SupersetClient) -> None:
     code, creds = sorted(demo_stack.credentials["superset"]["clients"].items())[0]
-    api = _login(demo_stack, creds)
+    api = login(demo_stack, creds)
     database_id = by_uuid(admin, "dataset", VOLUME_DATASET)["database"]["id"]
     resp = api.raw(
         "POST", "/api/v1/sqllab/execute/",
@@ -257,7 +237,7 @@ def test_reprovision_is_idempotent(demo_stack, admin: SupersetClient) -> None:
     assert again["clients"] == creds["clients"] and again["manager"] == creds["manager"]
     # The stored passwords still log in after the rerun.
     code, client = sorted(creds["clients"].items())[0]
-    rows = _chart_data(_login(demo_stack, client), TABLE_CHART["uuid"])["data"]
+    rows = _chart_data(login(demo_stack, client), TABLE_CHART["uuid"])["data"]
     assert {r["client_code"] for r in rows} == {code}
 
 

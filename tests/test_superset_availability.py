@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-import psycopg2
 import pytest
 import yaml
 
@@ -28,31 +27,24 @@ from slm_platform.superset_provision import (
     check_audiences,
     client_role,
 )
+from tests.superset_helpers import (
+    CHARTS,
+    DASHBOARDS,
+    DATASET_OF,
+    DATASETS,
+    chart_data,
+    charts_of,
+    login,
+    rowcount,
+)
 
-CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
-DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
-DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dashboards").glob("*.yaml")}
 AVAILABILITY = DASHBOARDS["availability"]
 AT_RISK = DASHBOARDS["availability_budgets_at_risk"]
-DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
 
 
-def _charts_of(dashboard: dict) -> list[str]:
-    by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}
-    return [
-        by_uuid_[v["meta"]["uuid"]]
-        for v in dashboard["position"].values()
-        if isinstance(v, dict) and v.get("type") == "CHART"
-    ]
-
-
-AVAILABILITY_CHARTS = _charts_of(AVAILABILITY)
-AT_RISK_CHARTS = _charts_of(AT_RISK)
+AVAILABILITY_CHARTS = charts_of(AVAILABILITY)
+AT_RISK_CHARTS = charts_of(AT_RISK)
 Extract = Callable[[dict], object]
-
-
-def _rowcount(result: dict) -> object:
-    return result["rowcount"]
 
 
 def _first(metric: str, digits: int | None = None) -> Extract:
@@ -71,15 +63,15 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
     "availability_table": (
         "select count(*) from (select distinct client_code, service_code, period_type, period_start"
         " from marts.fct_availability {where}) t",
-        _rowcount,
+        rowcount,
     ),
     "availability_trend": (
         "select count(distinct period_start) from marts.fct_availability {where} and period_type = 'month'",
-        _rowcount,
+        rowcount,
     ),
     "availability_budget_remaining": (
         "select count(distinct period_start) from marts.fct_availability {where} and period_type = 'month'",
-        _rowcount,
+        rowcount,
     ),
     "availability_coverage": (
         f"select {COVERAGE} from marts.fct_availability {{where}} and period_type = 'month'",
@@ -87,10 +79,10 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
     ),
     "outage_timeline": (
         "select count(distinct date_trunc('day', outage_start)) from marts.fct_outage {where}",
-        _rowcount,
+        rowcount,
     ),
-    "outage_list": ("select count(*) from marts.fct_outage {where}", _rowcount),
-    "budgets_at_risk": ("select count(*) from marts.fct_error_budget_burn {where}", _rowcount),
+    "outage_list": ("select count(*) from marts.fct_outage {where}", rowcount),
+    "budgets_at_risk": ("select count(*) from marts.fct_error_budget_burn {where}", rowcount),
     "budgets_projected_to_breach": (
         "select count(*) from marts.fct_error_budget_burn {where} and will_breach",
         _first("at_risk", 0),
@@ -138,32 +130,8 @@ def test_check_audiences_refuses_the_portfolio_on_the_client_dashboard(tmp_path:
 
 
 @pytest.fixture(scope="module")
-def admin(demo_stack) -> SupersetClient:
-    creds = demo_stack.credentials["superset"]["admin"]
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = psycopg2.connect(demo_stack.warehouse_dsn)
-    conn.set_session(readonly=True, autocommit=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient) -> dict[str, int]:
     return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
-
-
-def _login(demo_stack, creds: dict) -> SupersetClient:
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-def _data(api: SupersetClient, chart_id: int) -> dict:
-    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
-    assert result["status"] == "success", result
-    return result
 
 
 def _expected(conn, key: str, client: str | None) -> object:
@@ -212,9 +180,9 @@ def test_marts_have_data(warehouse) -> None:
 
 def test_every_chart_matches_sql_for_admin(admin, warehouse, chart_ids) -> None:
     for key, (_, extract) in EXPECTED.items():
-        assert extract(_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
+        assert extract(chart_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
     # The table's availability per service and period is the mart's availability_pct.
-    table = _table_availability(_data(admin, chart_ids["availability_table"]))
+    table = _table_availability(chart_data(admin, chart_ids["availability_table"]))
     assert table == _mart_availability(warehouse, None)
 
 
@@ -223,15 +191,15 @@ def test_clients_see_only_their_rows(demo_stack, warehouse, chart_ids) -> None:
     assert len(clients) >= 2
     seen = 0
     for code, creds in sorted(clients.items()):
-        api = _login(demo_stack, creds)
+        api = login(demo_stack, creds)
         for key in AVAILABILITY_CHARTS:
-            result = _data(api, chart_ids[key])
+            result = chart_data(api, chart_ids[key])
             _, extract = EXPECTED[key]
             assert extract(result) == _expected(warehouse, key, code), (code, key)
             codes = {row["client_code"] for row in result["data"] if "client_code" in row}
             assert codes <= {code}, (code, key, codes)
             seen += len(codes)
-        table = _table_availability(_data(api, chart_ids["availability_table"]))
+        table = _table_availability(chart_data(api, chart_ids["availability_table"]))
         assert table == _mart_availability(warehouse, code), code
     assert seen > 0
 
@@ -240,7 +208,7 @@ def test_client_denied_the_budgets_at_risk_portfolio(demo_stack, admin, chart_id
     risk_id = by_uuid(admin, "dashboard", AT_RISK["uuid"])["id"]
     avail_id = by_uuid(admin, "dashboard", AVAILABILITY["uuid"])["id"]
     for code, creds in sorted(demo_stack.credentials["superset"]["clients"].items()):
-        api = _login(demo_stack, creds)
+        api = login(demo_stack, creds)
         assert api.raw("GET", f"/api/v1/dashboard/{avail_id}").ok, code
         assert api.raw("GET", f"/api/v1/dashboard/{risk_id}").status_code in (403, 404), code
         for key in AT_RISK_CHARTS:
@@ -253,11 +221,11 @@ def test_client_denied_the_budgets_at_risk_portfolio(demo_stack, admin, chart_id
 
 
 def test_manager_sees_both_dashboards(demo_stack, warehouse, admin, chart_ids) -> None:
-    api = _login(demo_stack, demo_stack.credentials["superset"]["manager"])
+    api = login(demo_stack, demo_stack.credentials["superset"]["manager"])
     for dash in (AVAILABILITY, AT_RISK):
         assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash['uuid'])['id']}").ok
     for key, (_, extract) in EXPECTED.items():
-        assert extract(_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
+        assert extract(chart_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
 
 
 def test_rls_and_dashboard_roles(demo_stack, admin) -> None:

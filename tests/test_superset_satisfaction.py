@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import psycopg2
 import pytest
 import yaml
 
@@ -26,12 +24,10 @@ from slm_platform.superset_provision import (
     check_audiences,
     client_role,
 )
+from tests.superset_helpers import CHARTS, DATASET_OF, DATASETS, chart_data, rowcount
 from tests.test_satisfaction_marts import CSAT_BY_SLA_OUTCOME_SQL
 
-CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
-DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
 DASHBOARD = yaml.safe_load((ASSETS_DIR / "dashboards" / "customer_satisfaction.yaml").read_text())
-DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
 CHART_OF = {str(c["uuid"]): key for key, c in CHARTS.items()}
 DASHBOARD_CHARTS = [
     CHART_OF[v["meta"]["uuid"]]
@@ -65,10 +61,6 @@ def _r6(value) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
-def _rowcount(result: dict) -> int:
-    return result["rowcount"]
-
-
 def _verbatims(result: dict) -> list:
     return sorted((r["client_code"], r["comment"], r["csat_score"], r["nps_score"]) for r in result["data"])
 
@@ -90,11 +82,11 @@ EXPECTED = {
     "satisfaction_response_rate": (
         "select count(*) from (select distinct period_start from marts.fct_satisfaction {where}"
         " and period_type = 'month') t",
-        _rowcount,
+        rowcount,
     ),
     "satisfaction_vs_target": (
         "select count(*) from marts.fct_satisfaction {where} and period_type = 'quarter'",
-        _rowcount,
+        rowcount,
     ),
     # The acceptance query gives percentages to 0.01; the chart's unrounded figures are rounded alike.
     "satisfaction_csat_met_vs_breached": ("acceptance", _by("ticket_sla_outcome", "csat", 2)),
@@ -102,13 +94,13 @@ EXPECTED = {
         "select category, count(*) from marts.fct_complaint {where} group by category",
         _by("category", "complaints"),
     ),
-    "complaints_list": ("select count(*) from marts.fct_complaint {where}", _rowcount),
+    "complaints_list": ("select count(*) from marts.fct_complaint {where}", rowcount),
     "satisfaction_verbatims": (
         "select client_code, comment, csat_score, nps_score from marts.fct_survey_response {where}"
         " and comment is not null",
         _verbatims,
     ),
-    "review_feedback": ("select count(*) from marts.fct_review_feedback {where}", _rowcount),
+    "review_feedback": ("select count(*) from marts.fct_review_feedback {where}", rowcount),
 }
 
 
@@ -160,28 +152,8 @@ def test_dashboard_is_for_clients_and_its_datasets_have_rls() -> None:
 
 
 @pytest.fixture(scope="module")
-def admin(demo_stack) -> SupersetClient:
-    creds = demo_stack.credentials["superset"]["admin"]
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = psycopg2.connect(demo_stack.warehouse_dsn)
-    conn.set_session(readonly=True, autocommit=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient) -> dict[str, int]:
     return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
-
-
-def _data(api: SupersetClient, chart_id: int) -> dict:
-    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
-    assert result["status"] == "success", result
-    return result
 
 
 def test_marts_have_data(warehouse) -> None:
@@ -197,7 +169,7 @@ def test_marts_have_data(warehouse) -> None:
 
 def test_every_chart_matches_sql_for_admin(admin, warehouse, chart_ids) -> None:
     for key, (_, extract) in EXPECTED.items():
-        assert extract(_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
+        assert extract(chart_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
 
 
 def test_clients_see_only_their_rows_including_verbatims(demo_stack, warehouse, chart_ids) -> None:
@@ -206,16 +178,18 @@ def test_clients_see_only_their_rows_including_verbatims(demo_stack, warehouse, 
     for code, creds in sorted(clients.items()):
         api = SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
         for key, (_, extract) in EXPECTED.items():
-            result = _data(api, chart_ids[key])
+            result = chart_data(api, chart_ids[key])
             assert extract(result) == _expected(warehouse, key, code), (code, key)
             codes = {row["client_code"] for row in result["data"] if "client_code" in row}
             assert codes <= {code}, (code, key, codes)
-        verbatims = _data(api, chart_ids["satisfaction_verbatims"])["data"]
+        verbatims = chart_data(api, chart_ids["satisfaction_verbatims"])["data"]
         assert verbatims and {r["client_code"] for r in verbatims} == {code}, code
 
 
 def test_met_vs_breached_chart_equals_the_independent_query(admin, warehouse, chart_ids) -> None:
-    chart = _by("ticket_sla_outcome", "csat", 2)(_data(admin, chart_ids["satisfaction_csat_met_vs_breached"]))
+    chart = _by("ticket_sla_outcome", "csat", 2)(
+        chart_data(admin, chart_ids["satisfaction_csat_met_vs_breached"])
+    )
     independent = _expected(warehouse, "satisfaction_csat_met_vs_breached", None)
     assert chart == independent and set(chart) == {"met", "breached"}
     gap = Decimal(str(independent["met"])) - Decimal(str(independent["breached"]))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg2
 import pytest
 import yaml
 
@@ -25,37 +24,29 @@ from slm_platform.superset_provision import (
     check_audiences,
     client_role,
 )
+from tests.superset_helpers import (
+    CHARTS,
+    DASHBOARDS,
+    DATASET_OF,
+    DATASETS,
+    chart_data,
+    charts_of,
+    login,
+    rowcount,
+)
 
-CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
-DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
-DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dashboards").glob("*.yaml")}
 SLA_DASHBOARD = DASHBOARDS["ticket_slas"]
 OLA_DASHBOARD = DASHBOARDS["ola_uc_performance"]
-DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
 
 
-def _charts_of(dashboard: dict) -> list[str]:
-    """Chart file stems of a dashboard, in layout order."""
-    by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}
-    return [
-        by_uuid_[v["meta"]["uuid"]]
-        for v in dashboard["position"].values()
-        if isinstance(v, dict) and v.get("type") == "CHART"
-    ]
-
-
-SLA_CHARTS = _charts_of(SLA_DASHBOARD)
-OLA_CHARTS = _charts_of(OLA_DASHBOARD)
+SLA_CHARTS = charts_of(SLA_DASHBOARD)
+OLA_CHARTS = charts_of(OLA_DASHBOARD)
 
 # ---------------------------------------------------------------- expected figures, from SQL
 # Each entry: chart file stem -> (SQL with an optional client predicate, how to read the figure from the
 # chart-data result). "{where}" becomes "where client_code = %s" (client view) or "where true".
 ATTAINMENT = "round(100.0 * sum(tickets_met) / nullif(sum(tickets_counted), 0), 6)"
 Extract = Callable[[dict], object]
-
-
-def _rowcount(result: dict) -> object:
-    return result["rowcount"]
 
 
 def _first(metric: str, digits: int | None = None) -> Extract:
@@ -78,7 +69,7 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
     "sla_attainment_table": (
         "select count(*) from (select distinct client_code, service_code, objective_id, period_type, "
         "period_start from marts.fct_sla_attainment {where}) t",
-        _rowcount,
+        rowcount,
     ),
     "sla_attainment_trend": (
         "select count(distinct period_start) from marts.fct_sla_attainment {where} and period_type = 'month'",
@@ -94,13 +85,13 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
     ),
     "sla_breached_tickets": (
         "select count(*) from marts.fct_ticket_sla {where} and (is_met = false or is_breached_open)",
-        _rowcount,
+        rowcount,
     ),
-    "sla_ticket_list": ("select count(*) from marts.fct_ticket_sla {where}", _rowcount),
+    "sla_ticket_list": ("select count(*) from marts.fct_ticket_sla {where}", rowcount),
     "ola_uc_attainment_table": (
         "select count(*) from (select distinct agreement_kind, party, objective_id, period_type, "
         "period_start from marts.fct_ola_uc_attainment) t",
-        _rowcount,
+        rowcount,
     ),
     # One line per party and metric: a team's response and resolution attainment are not mixed.
     "ola_uc_attainment_trend": (
@@ -114,7 +105,7 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
     ),
     "unsupported_objectives": (
         "select count(*) from marts.fct_agreement_support where not is_supported",
-        _rowcount,
+        rowcount,
     ),
 }
 
@@ -172,32 +163,8 @@ def test_check_audiences_refuses_a_leaking_dashboard(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def admin(demo_stack) -> SupersetClient:
-    creds = demo_stack.credentials["superset"]["admin"]
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-@pytest.fixture(scope="module")
-def warehouse(demo_stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = psycopg2.connect(demo_stack.warehouse_dsn)
-    conn.set_session(readonly=True, autocommit=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient) -> dict[str, int]:
     return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
-
-
-def _login(demo_stack, creds: dict) -> SupersetClient:
-    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
-
-
-def _data(api: SupersetClient, chart_id: int) -> dict:
-    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
-    assert result["status"] == "success", result
-    return result
 
 
 def _expected(conn, key: str, client: str | None) -> object:
@@ -219,7 +186,7 @@ def test_marts_have_data(warehouse) -> None:
 
 def test_every_chart_matches_sql_for_admin(admin, warehouse, chart_ids) -> None:
     for key, (_, extract) in EXPECTED.items():
-        assert extract(_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
+        assert extract(chart_data(admin, chart_ids[key])) == _expected(warehouse, key, None), key
 
 
 def test_clients_see_only_their_rows(demo_stack, warehouse, chart_ids) -> None:
@@ -227,9 +194,9 @@ def test_clients_see_only_their_rows(demo_stack, warehouse, chart_ids) -> None:
     assert len(clients) >= 2
     seen_rows = 0
     for code, creds in sorted(clients.items()):
-        api = _login(demo_stack, creds)
+        api = login(demo_stack, creds)
         for key in SLA_CHARTS:
-            result = _data(api, chart_ids[key])
+            result = chart_data(api, chart_ids[key])
             _, extract = EXPECTED[key]
             assert extract(result) == _expected(warehouse, key, code), (code, key)
             codes = {row["client_code"] for row in result["data"] if "client_code" in row}
@@ -242,7 +209,7 @@ def test_client_denied_ola_uc_dashboard_and_data(demo_stack, admin, chart_ids) -
     ola_id = by_uuid(admin, "dashboard", OLA_DASHBOARD["uuid"])["id"]
     sla_id = by_uuid(admin, "dashboard", SLA_DASHBOARD["uuid"])["id"]
     for code, creds in sorted(demo_stack.credentials["superset"]["clients"].items()):
-        api = _login(demo_stack, creds)
+        api = login(demo_stack, creds)
         assert api.raw("GET", f"/api/v1/dashboard/{sla_id}").ok, code
         assert api.raw("GET", f"/api/v1/dashboard/{ola_id}").status_code in (403, 404), code
         page = api.raw("GET", "/superset/dashboard/ola-uc-performance/", allow_redirects=False)
@@ -258,11 +225,11 @@ def test_client_denied_ola_uc_dashboard_and_data(demo_stack, admin, chart_ids) -
 
 
 def test_manager_sees_both_dashboards(demo_stack, warehouse, admin, chart_ids) -> None:
-    api = _login(demo_stack, demo_stack.credentials["superset"]["manager"])
+    api = login(demo_stack, demo_stack.credentials["superset"]["manager"])
     for dash in (SLA_DASHBOARD, OLA_DASHBOARD):
         assert api.raw("GET", f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', dash['uuid'])['id']}").ok
     for key, (_, extract) in EXPECTED.items():
-        assert extract(_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
+        assert extract(chart_data(api, chart_ids[key])) == _expected(warehouse, key, None), key
 
 
 def test_roles_and_rls_cover_the_client_datasets(demo_stack, admin) -> None:

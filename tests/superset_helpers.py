@@ -1,0 +1,41 @@
+"""What the Superset test modules share: the asset bundle as data, logins and chart-data calls.
+
+The `admin` and `warehouse` fixtures that go with these live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from slm_platform.superset_api import SupersetClient
+from slm_platform.superset_provision import ASSETS_DIR
+
+CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
+DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
+DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dashboards").glob("*.yaml")}
+DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
+
+
+def charts_of(dashboard: dict) -> list[str]:
+    """Chart file stems of a dashboard, in layout order."""
+    by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}
+    return [
+        by_uuid_[v["meta"]["uuid"]]
+        for v in dashboard["position"].values()
+        if isinstance(v, dict) and v.get("type") == "CHART"
+    ]
+
+
+def login(demo_stack, creds: dict) -> SupersetClient:
+    return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+
+
+def chart_data(api: SupersetClient, chart_id: int) -> dict:
+    """The first result of a chart's saved query, which must have succeeded."""
+    result = api.get(f"/api/v1/chart/{chart_id}/data/")["result"][0]
+    assert result["status"] == "success", result
+    return result
+
+
+def rowcount(result: dict) -> int:
+    return result["rowcount"]
