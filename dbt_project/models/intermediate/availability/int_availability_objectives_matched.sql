@@ -32,7 +32,10 @@ final as (
         objectives.objective_id,
         objectives.calendar_code,
         objectives.target_pct,
-        coalesce(objectives.period, 'month') as objective_period
+        coalesce(objectives.period, 'month') as objective_period,
+        -- checks: time no check or reported outage covers is unmeasured; reported_outages: the source
+        -- lists every outage, so all agreed time is measured (contracts.py MEASURED_BY).
+        coalesce(objectives.measured_by, 'checks') as measured_by
     from services
     inner join clients on services.client_code = clients.client_code
     inner join agreements

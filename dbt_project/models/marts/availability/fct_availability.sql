@@ -38,6 +38,32 @@ bounds as (
     from service_ranges
 ),
 
+-- measured_by = reported_outages: the source lists every outage, so all agreed time from the start of the
+-- client's reported history (its first outage or maintenance window) is measured. Never earlier: before the
+-- first record nothing says the source was being kept.
+reported_history as (
+    select
+        objectives.client_code,
+        min(lower(service_ranges.outage_ranges + service_ranges.maintenance_ranges)) as history_started_at
+    from objectives
+    inner join service_ranges on objectives.service_code = service_ranges.service_code
+    where objectives.measured_by = 'reported_outages'
+    group by objectives.client_code
+),
+
+objective_starts as (
+    select
+        objectives.*,
+        bounds.cutoff_at,
+        case
+            when objectives.measured_by = 'reported_outages' then reported_history.history_started_at
+            else bounds.monitoring_started_at
+        end as measurement_started_at
+    from objectives
+    cross join bounds
+    left join reported_history on objectives.client_code = reported_history.client_code
+),
+
 objective_days as (
     select
         objectives.client_code,
@@ -47,39 +73,39 @@ objective_days as (
         objectives.objective_id,
         objectives.calendar_code,
         objectives.target_pct,
+        objectives.measured_by,
         local_days.local_day::date as local_day,
-        bounds.cutoff_at,
+        objectives.cutoff_at,
         -- Measurement starts with the first monitoring data: before it nothing is agreed-and-measurable.
         tstzrange(
             greatest(
                 local_days.local_day::timestamp at time zone objectives.client_timezone,
-                bounds.monitoring_started_at
+                objectives.measurement_started_at
             ),
             least(
                 (local_days.local_day + interval '1 day')::timestamp at time zone objectives.client_timezone,
-                bounds.cutoff_at
+                objectives.cutoff_at
             )
         ) as day_range
-    from objectives
-    cross join bounds
+    from objective_starts as objectives
     -- From the first day any monitoring exists (a service without data then shows as unmeasured) to the
     -- cut-off, inside the version's validity.
     cross join
         lateral generate_series(
             greatest(
                 objectives.valid_from,
-                (bounds.monitoring_started_at at time zone objectives.client_timezone)::date
+                (objectives.measurement_started_at at time zone objectives.client_timezone)::date
             )
             ::timestamp,
             least(
                 coalesce(
-                    objectives.valid_to, (bounds.cutoff_at at time zone objectives.client_timezone)::date
+                    objectives.valid_to, (objectives.cutoff_at at time zone objectives.client_timezone)::date
                 ),
-                (bounds.cutoff_at at time zone objectives.client_timezone)::date
+                (objectives.cutoff_at at time zone objectives.client_timezone)::date
             )::timestamp,
             interval '1 day'
         ) as local_days (local_day)
-    where local_days.local_day::timestamp at time zone objectives.client_timezone < bounds.cutoff_at
+    where local_days.local_day::timestamp at time zone objectives.client_timezone < objectives.cutoff_at
 ),
 
 day_calendars as (
@@ -114,7 +140,10 @@ day_ranges as (
         coalesce(day_calendars.calendar_ranges, '{}') - coalesce(service_ranges.maintenance_ranges, '{}')
             as agreed_ranges,
         coalesce(service_ranges.down_ranges, '{}') as down_ranges,
-        coalesce(service_ranges.measured_ranges, '{}') as measured_ranges
+        case
+            when objective_days.measured_by = 'reported_outages' then tstzmultirange(objective_days.day_range)
+            else coalesce(service_ranges.measured_ranges, '{}')
+        end as measured_ranges
     from objective_days
     left join day_calendars
         on

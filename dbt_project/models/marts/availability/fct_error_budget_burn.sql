@@ -105,7 +105,12 @@ agreed as (
         coalesce(period_calendars.calendar_ranges, '{}')
         - coalesce(service_ranges.maintenance_ranges, '{}') as agreed_ranges,
         coalesce(service_ranges.down_ranges, '{}') as down_ranges,
-        coalesce(service_ranges.measured_ranges, '{}') as measured_ranges,
+        -- reported_outages: the source lists every outage, so the period so far is measured.
+        case
+            when periods.measured_by = 'reported_outages'
+                then multirange(tstzrange(lower(periods.period_range), periods.cutoff_at))
+            else coalesce(service_ranges.measured_ranges, '{}')
+        end as measured_ranges,
         multirange(tstzrange(lower(periods.period_range), periods.cutoff_at)) as to_date,
         multirange(tstzrange(periods.cutoff_at - interval '1 hour', periods.cutoff_at)) as last_1h,
         multirange(tstzrange(periods.cutoff_at - interval '6 hours', periods.cutoff_at)) as last_6h,

@@ -16,7 +16,8 @@ renamed as (
         target_pct,
         calendar_code,
         threshold_pct,
-        period
+        period,
+        measured_by
     from source
 )
 
