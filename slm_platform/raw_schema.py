@@ -53,6 +53,9 @@ def entity_ddl(spec: EntitySpec) -> str:
 def raw_schema_sql() -> str:
     parts = ["create schema if not exists raw;"]
     parts += [entity_ddl(spec) for spec in ENTITIES]
+    # int_check_intervals_merged finds new check batches by _batch_id: a BRIN index stays a few kB however
+    # long the history (batch ids grow with insertion order).
+    parts.append("create index if not exists checks_batch_brin on raw.checks using brin (_batch_id);")
     parts.append(BOOKKEEPING_DDL)
     return "\n".join(parts)
 
