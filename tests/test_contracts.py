@@ -402,5 +402,8 @@ def test_bad_measured_by(tmp_path, value):
 
 
 def test_measured_by_only_on_availability(tmp_path):
-    path = write(tmp_path, mutated(lambda d: d["agreements"][0]["objectives"][2].update(measured_by="checks")))
+    def add(d):
+        d["agreements"][0]["objectives"][2]["measured_by"] = "checks"
+
+    path = write(tmp_path, mutated(add))
     assert_names(only_error(path), path, "agreements[0] (SLA-ACME-2026)", "objectives[2].measured_by")
