@@ -28,3 +28,24 @@
         from unnest({{ multirange_expr }}) as mr_part
     ), 0) / 60
 {%- endmacro %}
+
+{#-
+    checks_processed_batch(): the highest load batch already in int_check_intervals_merged, as a literal read
+    before the run (an incremental model's watermark). As a literal, not a subquery, the planner sees from the
+    column statistics how few checks are newer, and reads them through the BRIN index on _batch_id. Before
+    reading it, the page ranges the loader appended since the last vacuum are summarized: an unsummarized
+    range always matches, so without this the BRIN scan would read every page written since then.
+-#}
+
+{% macro checks_processed_batch() -%}
+    {%- if execute -%}
+        {%- set summarize_sql -%}
+            select brin_summarize_new_values('{{ source("canonical", "checks").schema }}.checks_batch_brin')
+        {%- endset -%}
+        {%- do run_query(summarize_sql) -%}
+        {%- set watermark = run_query("select coalesce(max(max_batch_id), 0) from " ~ this) -%}
+        {{- watermark.columns[0].values()[0] | int -}}
+    {%- else -%}
+        0
+    {%- endif -%}
+{%- endmacro %}

@@ -11,8 +11,10 @@
 -- rows). So a day's rows never change when a later day arrives.
 --
 -- Incremental, grain (service_code, check_day): a run rebuilds only the service-days that hold checks
--- written by a load batch newer than the last one seen here (new days and late corrections alike), reading
--- each with one primary-key range scan. Its cost is proportional to the new data, not to the history.
+-- written by a load batch newer than the last one seen here (new days and late corrections alike). The new
+-- batches are found through the BRIN index on raw.checks(_batch_id), the watermark being a literal read
+-- before the run (macro checks_processed_batch); each changed service-day is then read with one primary-key
+-- range scan. Its cost is proportional to the new data, not to the history.
 
 with
 
@@ -22,18 +24,23 @@ checks as (
 
 {% if is_incremental() %}
 
+    new_checks as (
+        select * from {{ ref('stg_canonical__checks') }}
+        where batch_id > {{ checks_processed_batch() }}
+    ),
+
     days_to_build as (
         select distinct
             service_code,
             (checked_at at time zone 'UTC')::date as check_day
-        from checks
-        where batch_id > (select coalesce(max(this_run.max_batch_id), 0) from {{ this }} as this_run)
+        from new_checks
     ),
 
     scoped_checks as (
         select day_checks.*
         from days_to_build
-        -- Lateral: one primary-key range scan per service-day, whatever the size of the history.
+        -- Lateral, one primary-key range scan per service-day. offset 0 keeps the planner from flattening it
+        -- into a join over the whole history (it cannot estimate how few service-days changed).
         cross join lateral (
             select
                 checks.service_code,
@@ -45,6 +52,7 @@ checks as (
                 checks.service_code = days_to_build.service_code
                 and checks.checked_at >= days_to_build.check_day::timestamp at time zone 'UTC'
                 and checks.checked_at < (days_to_build.check_day + 1)::timestamp at time zone 'UTC'
+            offset 0  -- noqa: AM09
         ) as day_checks
     ),
 
