@@ -21,6 +21,21 @@ SUPERSET_DB = "slm_superset"
 READER_ROLE = "slm_reader"
 
 
+def shared_data_file(name: str) -> Path:
+    """A file of the workplace's third-party data folder (``../shared/data`` beside the checkout).
+
+    ``SLM_SHARED_DATA`` names the folder explicitly; otherwise the checkout's sibling ``shared/data``, else
+    ``/work/shared/data`` (a checkout cloned elsewhere, e.g. by CI). The first that holds the file wins; when
+    none does, the first candidate is returned so the caller's error names a sensible path.
+    """
+    candidates = [Path(d) for d in [os.environ.get("SLM_SHARED_DATA")] if d]
+    candidates += [REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    for folder in candidates:
+        if (folder / name).exists():
+            return folder / name
+    return candidates[0] / name
+
+
 def slm_home() -> Path:
     return Path(os.environ.get("SLM_HOME", REPO_ROOT / ".slm")).resolve()
 

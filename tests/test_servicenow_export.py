@@ -15,10 +15,9 @@ import pytest
 
 from slm_platform.loader import load_drop
 from slm_platform.servicenow.export import MADE_SLA_FILE, ExportError, convert_export
+from slm_platform.settings import shared_data_file
 
-EXPORT = Path("/work/shared/data/servicenow_incident_event_log.csv.gz")
-if not EXPORT.exists():  # the repository's own copy location, when the shared folder is not mounted
-    EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / EXPORT.name
+EXPORT = shared_data_file("servicenow_incident_event_log.csv.gz")
 ZONE = "Europe/Lisbon"
 # The brief's mapping of export labels, written out here as the oracle.
 LABELS = {

@@ -16,10 +16,10 @@ import pytest
 
 from slm_platform.contracts import load_catalogue
 from slm_platform.monitoring import statuspage as sp
-from slm_platform.settings import REPO_ROOT
+from slm_platform.settings import REPO_ROOT, shared_data_file
 from tests.conftest import query_dicts, slm
 
-REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "statuspage_downtime_windows.csv"
+REAL_FILE = shared_data_file("statuspage_downtime_windows.csv")
 HEADER = "incident_id,downtime_start,downtime_end,duration_minutes,source,title,impact\n"
 # GitHub's status page components, as its generated titles spell them.
 COMPONENTS = {

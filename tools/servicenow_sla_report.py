@@ -34,8 +34,10 @@ from pathlib import Path
 
 import psycopg2
 
+from slm_platform.settings import shared_data_file
+
 REPO = Path(__file__).resolve().parents[1]
-EXPORT = Path("/work/shared/data/servicenow_incident_event_log.csv.gz")
+EXPORT = shared_data_file("servicenow_incident_event_log.csv.gz")
 CONTRACT = REPO / "contracts" / "servicenow_sample.yaml"
 REPORT = REPO / "docs" / "servicenow_sla_report.md"
 ZONE = "Europe/Lisbon"

@@ -32,8 +32,9 @@ sys.path.insert(0, str(REPO))
 from slm_platform.contracts_load import load_contracts  # noqa: E402
 from slm_platform.dbt_runner import dbt, dbt_env  # noqa: E402
 from slm_platform.monitoring.statuspage import import_file, load_mapping  # noqa: E402
+from slm_platform.settings import shared_data_file  # noqa: E402
 
-HISTORY = Path("/work/shared/data/statuspage_downtime_windows.csv")
+HISTORY = shared_data_file("statuspage_downtime_windows.csv")
 CONTRACT = REPO / "contracts" / "statuspage_sample.yaml"
 REPORT = REPO / "docs" / "statuspage_availability_report.md"
 AS_OF = "2026-08-21T00:00:00Z"
