@@ -13,8 +13,8 @@
 -- Incremental, grain (service_code, check_day): a run rebuilds only the service-days that hold checks
 -- written by a load batch newer than the last one seen here (new days and late corrections alike). The new
 -- batches are found through the BRIN index on raw.checks(_batch_id), the watermark being a literal read
--- before the run (macro checks_processed_batch); each changed service-day is then read with one primary-key
--- range scan. Its cost is proportional to the new data, not to the history.
+-- before the run (macro checks_processed_batch); each changed day's changed services are then read with
+-- one scan of the primary key. Its cost is proportional to the new data, not to the history.
 
 with
 
@@ -36,11 +36,21 @@ checks as (
         from new_checks
     ),
 
+    -- One row per changed UTC day with its changed services (one row a night, plus late corrections).
+    changed_days as (
+        select
+            check_day,
+            array_agg(service_code order by service_code) as service_codes
+        from days_to_build
+        group by check_day
+    ),
+
     scoped_checks as (
         select day_checks.*
-        from days_to_build
-        -- Lateral, one primary-key range scan per service-day. offset 0 keeps the planner from flattening it
-        -- into a join over the whole history (it cannot estimate how few service-days changed).
+        from changed_days
+        -- Per changed day, one scan of the primary key over that day's changed services (the planner may
+        -- make it a bitmap scan, reading each heap page once whatever order the loader wrote the rows in).
+        -- offset 0 keeps the planner from flattening the lateral into a join over the whole history.
         cross join lateral (
             select
                 checks.service_code,
@@ -49,9 +59,9 @@ checks as (
                 checks.batch_id
             from checks
             where
-                checks.service_code = days_to_build.service_code
-                and checks.checked_at >= days_to_build.check_day::timestamp at time zone 'UTC'
-                and checks.checked_at < (days_to_build.check_day + 1)::timestamp at time zone 'UTC'
+                checks.service_code = any(changed_days.service_codes)
+                and checks.checked_at >= changed_days.check_day::timestamp at time zone 'UTC'
+                and checks.checked_at < (changed_days.check_day + 1)::timestamp at time zone 'UTC'
             offset 0  -- noqa: AM09
         ) as day_checks
     ),
