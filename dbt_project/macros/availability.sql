@@ -49,3 +49,23 @@
         0
     {%- endif -%}
 {%- endmacro %}
+
+{#- The calendar's open time inside `within` (a tstzrange), as a multirange `calendar_ranges`: a subquery
+    for a lateral join over the model's `calendar_windows` import CTE. Lateral, so each row is one
+    primary-key range scan of its calendar (a plain join gets planned as a merge join over every window);
+    a window never spans more than a local day (25 h at most), which bounds that scan. -#}
+{% macro calendar_ranges_within(calendar_code, within) -%}
+    (
+        select
+            range_agg(
+                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
+                * {{ within }}
+            ) as calendar_ranges
+        from calendar_windows
+        where
+            calendar_windows.calendar_code = {{ calendar_code }}
+            and calendar_windows.window_start > lower({{ within }}) - interval '2 days'
+            and calendar_windows.window_start < upper({{ within }})
+            and calendar_windows.window_end > lower({{ within }})
+    )
+{%- endmacro %}

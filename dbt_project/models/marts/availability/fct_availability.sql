@@ -115,22 +115,11 @@ day_calendars as (
         objective_days.local_day,
         day_windows.calendar_ranges
     from objective_days
-    -- Lateral: one primary-key range scan of the calendar per day (a join gets planned as a merge join
-    -- over every window of the calendar).
-    cross join lateral (
-        select
-            range_agg(
-                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
-                * objective_days.day_range
-            ) as calendar_ranges
-        from calendar_windows
-        where
-            calendar_windows.calendar_code = objective_days.calendar_code
-            -- A window never spans more than a local day (25 h at most): bounds the index range scan.
-            and calendar_windows.window_start > lower(objective_days.day_range) - interval '2 days'
-            and calendar_windows.window_start < upper(objective_days.day_range)
-            and calendar_windows.window_end > lower(objective_days.day_range)
-    ) as day_windows
+    -- One primary-key range scan of the calendar per row (macro calendar_ranges_within).
+    cross join
+        lateral
+        {{ calendar_ranges_within('objective_days.calendar_code', 'objective_days.day_range') }}
+            as day_windows
 ),
 
 day_ranges as (

@@ -75,20 +75,11 @@ period_calendars as (
         periods.objective_id,
         period_windows.calendar_ranges
     from periods
-    -- Lateral: one primary-key range scan of the calendar per service.
-    cross join lateral (
-        select
-            range_agg(
-                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
-                * periods.period_range
-            ) as calendar_ranges
-        from calendar_windows
-        where
-            calendar_windows.calendar_code = periods.calendar_code
-            and calendar_windows.window_start > lower(periods.period_range) - interval '2 days'
-            and calendar_windows.window_start < upper(periods.period_range)
-            and calendar_windows.window_end > lower(periods.period_range)
-    ) as period_windows
+    -- One primary-key range scan of the calendar per row (macro calendar_ranges_within).
+    cross join
+        lateral
+        {{ calendar_ranges_within('periods.calendar_code', 'periods.period_range') }}
+            as period_windows
 ),
 
 agreed as (

@@ -73,20 +73,11 @@ calendar_overlaps as (
         with_objective.down_range,
         outage_windows.calendar_ranges
     from with_objective
-    -- Lateral: one primary-key range scan of the calendar per outage.
-    cross join lateral (
-        select
-            range_agg(
-                tstzrange(calendar_windows.window_start, calendar_windows.window_end)
-                * with_objective.down_range
-            ) as calendar_ranges
-        from calendar_windows
-        where
-            calendar_windows.calendar_code = with_objective.calendar_code
-            and calendar_windows.window_start > lower(with_objective.down_range) - interval '2 days'
-            and calendar_windows.window_start < upper(with_objective.down_range)
-            and calendar_windows.window_end > lower(with_objective.down_range)
-    ) as outage_windows
+    -- One primary-key range scan of the calendar per row (macro calendar_ranges_within).
+    cross join
+        lateral
+        {{ calendar_ranges_within('with_objective.calendar_code', 'with_objective.down_range') }}
+            as outage_windows
 ),
 
 source_refs as (
