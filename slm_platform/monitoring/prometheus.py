@@ -38,8 +38,10 @@ from typing import Any
 import requests
 import yaml
 
+from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
 from slm_platform.settings import REPO_ROOT
 
+BACKOFF = Backoff(base=1.0, cap=30.0)  # 1, 2, 4 ... 30 s between attempts, unless Retry-After says
 MAX_POINTS = 11_000  # per series and query: Prometheus answers 400 "exceeded maximum resolution" beyond
 DEFAULT_CONFIG = REPO_ROOT / "config" / "sources" / "prometheus.yaml"
 SOURCE = "prometheus"
@@ -311,58 +313,48 @@ class _Api:
     def client_timeout(self) -> float:
         return self.timeout + min(5.0, self.timeout)
 
-    def _retry(self, cause: str, attempt: int, wait: float | None = None) -> None:
-        self.res.retries[cause] = self.res.retries.get(cause, 0) + 1
-        self.sleep(min(30.0, 2.0**attempt) if wait is None else wait)
-
     def query_range(self, query: str, first: int, last: int, step: int) -> list[dict]:
         params = {"query": query, "start": first, "end": last, "step": step, "timeout": f"{self.timeout:g}s"}
         what = f"GET {self.url} (start={first}, end={last}, step={step})"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            self.res.requests += 1
-            retry = attempt < self.max_retries
-            try:
-                # the client waits a little longer than the server-side query timeout it asked for
-                resp = self.session.get(self.url, params=params, timeout=self.client_timeout)
-            except requests.Timeout:
-                last_error = f"no answer within {self.client_timeout:g} s"
-                if retry:
-                    self._retry("timeout", attempt)
-                continue
-            except requests.ConnectionError as exc:
-                last_error = f"connection failed: {exc}"
-                if retry:
-                    self._retry("connection", attempt)
-                continue
-            if resp.status_code in (401, 403):
-                raise PrometheusAuthError(
-                    f"{what}: HTTP {resp.status_code}: Prometheus (or its proxy) refused the credentials; "
-                    f"check the connection's login/password or extra.bearer_token"
-                )
-            body, problem = _json_body(resp)
-            if resp.status_code == 200 and body is not None and body.get("status") == "success":
-                data = body.get("data") or {}
-                if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
-                    raise PrometheusError(f"{what}: expected a matrix result, got {data.get('resultType')!r}")
-                self.res.warnings.extend(str(w) for w in body.get("warnings") or [])
-                return data["result"]
-            if body is not None and body.get("status") == "error":
-                last_error = f"HTTP {resp.status_code}: {body.get('errorType')}: {body.get('error')}"
-            else:
-                last_error = f"HTTP {resp.status_code}: {problem or 'unexpected answer'}"
-            code = resp.status_code
-            if code == 429 or code >= 500 or (code == 200 and body is None):
-                # overloaded, restarting, or a proxy's garbled answer: worth another try
-                cause = "429" if code == 429 else "5xx" if code >= 500 else "bad_json"
-                if retry:
-                    self._retry(cause, attempt, _retry_after(resp.headers.get("Retry-After")))
-                continue
-            # 400 bad_data (the expression, the range), 422 execution error...: retrying cannot help
-            raise PrometheusError(f"{what} failed: {last_error}")
-        raise PrometheusError(
-            f"{what} failed after {self.max_retries + 1} attempts; last error: {last_error}"
+        return get_with_retries(
+            self.session,
+            self.url,
+            params,
+            lambda resp: self._answer(resp, what),
+            what=what,
+            error=PrometheusError,
+            # the client waits a little longer than the server-side query timeout it asked for
+            timeout=self.client_timeout,
+            max_retries=self.max_retries,
+            backoff=BACKOFF,
+            sleep=self.sleep,
+            counts=self.res,
         )
+
+    def _answer(self, resp: requests.Response, what: str) -> list[dict] | RetryLater:
+        if resp.status_code in (401, 403):
+            raise PrometheusAuthError(
+                f"{what}: HTTP {resp.status_code}: Prometheus (or its proxy) refused the credentials; "
+                f"check the connection's login/password or extra.bearer_token"
+            )
+        body, problem = _json_body(resp)
+        if resp.status_code == 200 and body is not None and body.get("status") == "success":
+            data = body.get("data") or {}
+            if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+                raise PrometheusError(f"{what}: expected a matrix result, got {data.get('resultType')!r}")
+            self.res.warnings.extend(str(w) for w in body.get("warnings") or [])
+            return data["result"]
+        if body is not None and body.get("status") == "error":
+            last_error = f"HTTP {resp.status_code}: {body.get('errorType')}: {body.get('error')}"
+        else:
+            last_error = f"HTTP {resp.status_code}: {problem or 'unexpected answer'}"
+        code = resp.status_code
+        if code == 429 or code >= 500 or (code == 200 and body is None):
+            # overloaded, restarting, or a proxy's garbled answer: worth another try
+            cause = "429" if code == 429 else "5xx" if code >= 500 else "bad_json"
+            return RetryLater(cause, last_error, _retry_after(resp.headers.get("Retry-After")))
+        # 400 bad_data (the expression, the range), 422 execution error...: retrying cannot help
+        raise PrometheusError(f"{what} failed: {last_error}")
 
 
 def _json_body(resp: requests.Response) -> tuple[dict | None, str | None]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import requests
 
+from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
 from slm_platform.servicenow import mapping
 
 AUDITED_FIELDS = ("state", "hold_reason", "assignment_group", "priority")
@@ -155,54 +156,27 @@ class _Api:
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", **auth.headers()})
         self.timeout, self.max_retries = timeout, max_retries
-        self.backoff_base, self.backoff_cap, self.sleep = backoff_base, backoff_cap, sleep
+        self.backoff, self.sleep = Backoff(backoff_base, backoff_cap), sleep
         self.res = result
-
-    def _retry(self, cause: str, attempt: int, wait: float | None = None) -> None:
-        self.res.retries[cause] = self.res.retries.get(cause, 0) + 1
-        if wait is None:
-            wait = min(self.backoff_cap, self.backoff_base * 2**attempt)
-        self.sleep(wait)
 
     def get(
         self, table: str, params: dict[str, Any]
     ) -> tuple[list[dict], requests.structures.CaseInsensitiveDict]:
         url = f"{self.base}/api/now/table/{table}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            self.res.requests += 1
-            retry = attempt < self.max_retries
-            try:
-                resp = self.session.get(url, params=params, timeout=self.timeout)
-            except requests.Timeout:
-                last = f"no answer within {self.timeout} s"
-                if retry:
-                    self._retry("timeout", attempt)
-                continue
-            except requests.ConnectionError as exc:
-                last = f"connection failed: {exc}"
-                if retry:
-                    self._retry("connection", attempt)
-                continue
-            if resp.status_code == 200:
-                return resp.json().get("result", []), resp.headers
-            detail = _error_message(resp)
-            if resp.status_code in (401, 403):
-                raise ServiceNowAuthError(
-                    f"ServiceNow refused the credentials for GET {url} (HTTP {resp.status_code}: {detail}); "
-                    f"check the connection's login/password or OAuth token and the account's roles"
-                )
-            last = f"HTTP {resp.status_code}: {detail}"
-            if resp.status_code == 429:
-                if retry:
-                    self._retry("429", attempt, _retry_after(resp.headers.get("Retry-After")))
-                continue
-            if resp.status_code >= 500:
-                if retry:
-                    self._retry("5xx", attempt)
-                continue
-            raise ServiceNowError(f"GET {url} failed: {last}")
-        raise ServiceNowError(f"GET {url} failed after {self.max_retries + 1} attempts; last error: {last}")
+        return get_with_retries(
+            self.session,
+            url,
+            params,
+            lambda resp: _answer(resp, url),
+            what=f"GET {url}",
+            error=ServiceNowError,
+            timeout=self.timeout,
+            timeout_label=str(self.timeout),
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            sleep=self.sleep,
+            counts=self.res,
+        )
 
     def pages(self, table: str, query: str, fields: list[str], page_size: int, **extra) -> Iterator[dict]:
         """Every record of ``query``, paged by offset, robust to records leaving the result set meanwhile."""
@@ -245,6 +219,25 @@ class _Api:
             if len(rows) < page_size:
                 return
             offset += len(rows)
+
+
+def _answer(
+    resp: requests.Response, url: str
+) -> tuple[list[dict], requests.structures.CaseInsensitiveDict] | RetryLater:
+    if resp.status_code == 200:
+        return resp.json().get("result", []), resp.headers
+    detail = _error_message(resp)
+    if resp.status_code in (401, 403):
+        raise ServiceNowAuthError(
+            f"ServiceNow refused the credentials for GET {url} (HTTP {resp.status_code}: {detail}); "
+            f"check the connection's login/password or OAuth token and the account's roles"
+        )
+    last = f"HTTP {resp.status_code}: {detail}"
+    if resp.status_code == 429:
+        return RetryLater("429", last, _retry_after(resp.headers.get("Retry-After")))
+    if resp.status_code >= 500:
+        return RetryLater("5xx", last)
+    raise ServiceNowError(f"GET {url} failed: {last}")
 
 
 def _error_message(resp: requests.Response) -> str:

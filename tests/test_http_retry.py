@@ -1,0 +1,93 @@
+"""The shared HTTP retry loop (slm_platform.http_retry) on a scripted session: what is retried, counted,
+waited for, and the error when no attempt is left. The clients' own tests cover it over real HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
+
+
+class ScriptedSession:
+    """Each get() raises or returns the script's next item (a status code becomes a response)."""
+
+    def __init__(self, *script: int | Exception) -> None:
+        self.script = list(script)
+        self.timeouts: list[float] = []
+
+    def get(self, url: str, params: dict, timeout: float) -> requests.Response:
+        self.timeouts.append(timeout)
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        resp = requests.Response()
+        resp.status_code = item
+        return resp
+
+
+def _answer(resp: requests.Response) -> str | RetryLater:
+    if resp.status_code == 200:
+        return "ok"
+    if resp.status_code == 429:
+        return RetryLater("429", "HTTP 429: slow down", wait=7.0)
+    if resp.status_code >= 500:
+        return RetryLater("5xx", f"HTTP {resp.status_code}")
+    raise ValueError(f"HTTP {resp.status_code}: not retried")
+
+
+def _get(session: ScriptedSession, counts: Counts, waits: list[float], **kw) -> str:
+    args = {"what": "GET /x", "error": RuntimeError, "timeout": 2.5, "max_retries": 4, "backoff": Backoff()}
+    return get_with_retries(
+        session, "http://h/x", {}, _answer, sleep=waits.append, counts=counts, **{**args, **kw}
+    )
+
+
+def test_retries_timeouts_connection_errors_and_retryable_answers() -> None:
+    session = ScriptedSession(requests.Timeout(), requests.ConnectionError("refused"), 503, 429, 200)
+    counts, waits = Counts(), []
+    assert _get(session, counts, waits) == "ok"
+    assert counts.requests == 5 and session.timeouts == [2.5] * 5
+    assert counts.retries == {"timeout": 1, "connection": 1, "5xx": 1, "429": 1}
+    # exponential backoff by attempt (1, 2, 4 s), except where the answer says how long to wait
+    assert waits == [1.0, 2.0, 4.0, 7.0]
+
+
+def test_backoff_is_capped() -> None:
+    assert [Backoff(base=0.5, cap=3.0)(a) for a in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_the_last_error_is_raised_when_no_attempt_is_left() -> None:
+    session = ScriptedSession(500, 502, requests.Timeout())
+    counts, waits = Counts(), []
+    with pytest.raises(RuntimeError) as exc:
+        _get(session, counts, waits, max_retries=2)
+    assert str(exc.value) == "GET /x failed after 3 attempts; last error: no answer within 2.5 s"
+    # no wait after the last attempt
+    assert counts.requests == 3 and counts.retries == {"5xx": 2} and waits == [1.0, 2.0]
+    # how the timeout is written: the client's choice (ServiceNow's messages say "60.0 s")
+    with pytest.raises(RuntimeError, match=r"last error: no answer within 60\.0 s$"):
+        _get(
+            ScriptedSession(requests.Timeout()),
+            Counts(),
+            [],
+            max_retries=0,
+            timeout=60.0,
+            timeout_label="60.0",
+        )
+
+
+def test_an_answer_that_raises_is_not_retried() -> None:
+    session = ScriptedSession(400, 200)
+    counts, waits = Counts(), []
+    with pytest.raises(ValueError, match="HTTP 400: not retried"):
+        _get(session, counts, waits)
+    assert counts.requests == 1 and counts.retries == {} and waits == [] and session.script == [200]
