@@ -1,11 +1,16 @@
 """Load a drop of canonical files into the ``raw`` schema.
 
 Per file, in one transaction: stream the file with ``COPY`` into a temporary staging table of text
-columns, validate it set-based in SQL (bad rows go to ``raw.quarantine`` with file:line, reason and the
-raw record), upsert the good rows by key, record the batch and advance the watermark. Memory use does
-not depend on the file size: Python only ever holds one chunk of the stream.
+columns (a clean file: straight into typed columns), validate it set-based in SQL (bad rows go to
+``raw.quarantine`` with file:line, reason and the raw record), upsert the good rows by key, record the
+batch and advance the watermark. Memory use does not depend on the file size: Python only ever holds one
+chunk of the stream.
 
-Three ways through a file, same verdicts and same result:
+Four ways through a file, same verdicts and same result:
+- direct (a clean CSV, the usual case): ``COPY`` straight into typed columns (the table itself on a first
+  load, a typed temporary table otherwise), the spellings checked on the way by
+  :mod:`slm_platform.load_scan`, the other checks set-based on the typed rows; any refusal rolls back to a
+  savepoint and the file takes the text path below (see :func:`_direct_load`).
 - single pass (first load into an empty table): one statement validates, casts each value once and
   inserts the good rows; the insert's row count is the number of good rows, so the reasons are computed
   only when some rows were refused. Casting is the dearest part of a load; this path does it once, not
