@@ -878,8 +878,15 @@ def _direct_load(cur, conn, spec: EntitySpec, path: Path, staged: _Staged, batch
             if key_aside:
                 _restore_key(cur, spec, key_aside)
             result = ("direct_key", rows_read, rows_read, high_water if rows_read else None)
-    except (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.errors.QueryCanceled):
-        result = None  # a spelling the stream refused (QueryCanceled), a cast, a null key, a duplicate key
+    except (
+        psycopg2.DataError,
+        psycopg2.IntegrityError,
+        psycopg2.ProgrammingError,
+        psycopg2.errors.QueryCanceled,
+    ):
+        # A spelling the stream refused (QueryCanceled), a cast, a null key, a duplicate key; or a role that
+        # may not alter the table (ProgrammingError: insufficient privilege). The text path decides.
+        result = None
     if result is None or result[1] != rows_read:
         cur.execute("rollback to savepoint slm_direct")
         steps.mark("direct_refused")
