@@ -14,11 +14,15 @@ from slm_platform.loader import load_drop
 from slm_platform.quality import (
     GX_PROJECT_ROOT,
     RAW_CHECKPOINTS,
+    CheckResult,
     DataQualityError,
+    GateRun,
     raise_on_any_failure,
     raise_on_failure,
     run_checkpoint,
     run_checkpoints,
+    run_gate,
+    validated_through,
 )
 from slm_platform.raw_schema import ensure_raw_schema
 
@@ -324,3 +328,184 @@ def test_gate_runs_every_checkpoint_and_names_each_failure(fresh_db: str, tmp_pa
         "expect_column_values_to_be_between on nps: 1 unexpected",
     ):
         assert expected in message
+
+
+# --- the nightly gate: raw.checks validated by window of load batches -------------------------------------
+
+
+def _load_checks(dsn: str, day: str, count: int, bad: int = 0) -> int:
+    """A load batch of ``count`` checks of ACME-WEB on ``day`` (one a minute), the last ``bad`` of them
+    with a negative latency; returns its batch id (recorded in raw.load_batches, as the loader does)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        ensure_raw_schema(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "insert into raw.load_batches (source, entity, file, started_at, finished_at, rows_read,"
+                " rows_loaded, status) values ('test', 'checks', %s, now(), now(), %s, %s, 'ok')"
+                " returning batch_id",
+                (f"checks-{day}.csv", count, count),
+            )
+            (batch,) = cur.fetchone()
+            cur.execute(
+                "insert into raw.checks (service_code, checked_at, status, latency_ms, _batch_id, _source,"
+                " _loaded_at) select 'ACME-WEB', %s::date + i * interval '1 minute', 'up',"
+                " case when i >= %s then -5 else 100 end, %s, 'test', now()"
+                " from generate_series(0, %s - 1) i",
+                (day, count - bad, batch, count),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    return batch
+
+
+def _break_check(dsn: str, batch: int) -> None:
+    """Change a row of ``batch`` in place, keeping its batch id (as a manual fix bypassing the loader)."""
+    _query_one(
+        dsn,
+        "update raw.checks set latency_ms = -1 where ctid = (select min(ctid) from raw.checks"
+        " where _batch_id = %s)",
+        (batch,),
+    )
+
+
+def _query_one(dsn: str, sql: str, args: tuple = ()) -> tuple | None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone() if cur.description else None
+    conn.close()
+    return row
+
+
+def _mark(dsn: str) -> int:
+    conn = psycopg2.connect(dsn)
+    try:
+        return validated_through(conn)
+    finally:
+        conn.close()
+
+
+def _checks_result(gate: GateRun) -> CheckResult:
+    (result,) = [r for r in gate.results if r.checkpoint.startswith("raw_checks")]
+    return result
+
+
+def test_gate_validates_only_the_new_batches(fresh_db: str) -> None:
+    """Night 1 validates everything so far; an old, validated batch broken in place afterwards does not
+    fail night 2 (which reads only the new batch), but the full mode still sees it; a bad row in a new
+    batch fails the gate and names the expectation."""
+    _raw_tickets(fresh_db, GOOD)  # tickets are validated whole (at least one row)
+    first = _load_checks(fresh_db, "2026-11-01", 50)
+
+    night1 = run_gate(fresh_db, "2026-11-01T00:00:00+00:00")
+
+    assert night1.success, [r.summary() for r in night1.results]
+    assert [r.checkpoint for r in night1.results] == ["raw_tickets", "raw_checks_increment", "raw_surveys"]
+    assert (night1.after_batch, night1.through_batch) == (0, first)
+    assert _checks_result(night1).rows == 50
+    assert _mark(fresh_db) == first
+
+    _break_check(fresh_db, first)
+    second = _load_checks(fresh_db, "2026-11-02", 30)
+
+    night2 = run_gate(fresh_db, "2026-11-02T00:00:00+00:00")
+
+    assert night2.success, [r.summary() for r in night2.results]
+    assert (night2.after_batch, night2.through_batch) == (first, second)
+    assert _checks_result(night2).rows == 30  # only the new batch was read
+    assert _mark(fresh_db) == second
+
+    # The whole-table mode sees the broken old row: the committed checkpoint, and the gate's full mode.
+    (whole,) = run_checkpoints(["raw_checks"], fresh_db)
+    assert not whole.success and whole.rows == 80
+    full = run_gate(fresh_db, "manual-full-check", full=True)
+    assert full.full_check and (full.after_batch, full.through_batch) == (0, second)
+    assert [r.checkpoint for r in full.results] == list(RAW_CHECKPOINTS)
+    assert not full.success
+    assert _mark(fresh_db) == second  # a failed full check moves nothing
+
+    third = _load_checks(fresh_db, "2026-11-03", 20, bad=1)
+
+    night3 = run_gate(fresh_db, "2026-11-03T00:00:00+00:00")
+
+    assert not night3.success
+    checks = _checks_result(night3)
+    assert checks.rows == 20
+    assert [(f.expectation_type, f.column, f.unexpected_count) for f in checks.failures] == [
+        ("expect_column_values_to_be_between", "latency_ms", 1)
+    ]
+    with pytest.raises(DataQualityError, match="checkpoint raw_checks_increment: FAILED"):
+        raise_on_any_failure(night3.results)
+    assert _mark(fresh_db) == second
+    assert third > second
+
+
+def test_rerun_validates_the_recorded_window(fresh_db: str) -> None:
+    """A rerun of the same run reads the same batches, whatever was loaded and validated since."""
+    _raw_tickets(fresh_db, GOOD)
+    first = _load_checks(fresh_db, "2026-11-01", 40)
+    night1 = run_gate(fresh_db, "2026-11-01T00:00:00+00:00")
+    assert night1.success and not night1.rerun
+    second = _load_checks(fresh_db, "2026-11-02", 25, bad=2)  # next night's batch, bad
+
+    again = run_gate(fresh_db, "2026-11-01T00:00:00+00:00")
+
+    assert again.rerun
+    assert (again.after_batch, again.through_batch) == (0, first)
+    assert again.success  # the new bad batch is not in night 1's window
+    assert _checks_result(again).rows == _checks_result(night1).rows == 40
+
+    night2 = run_gate(fresh_db, "2026-11-02T00:00:00+00:00")
+    assert not night2.success and (night2.after_batch, night2.through_batch) == (first, second)
+    assert _checks_result(night2).rows == 25
+    night2_again = run_gate(fresh_db, "2026-11-02T00:00:00+00:00")
+    assert night2_again.rerun and not night2_again.success
+    assert (night2_again.after_batch, night2_again.through_batch) == (first, second)
+    assert _checks_result(night2_again).rows == 25
+    assert _query_one(
+        fresh_db, "select status from raw.quality_gate_runs where run_key = '2026-11-02T00:00:00+00:00'"
+    ) == ("failed",)
+
+
+def test_failed_gate_does_not_advance_the_mark(fresh_db: str) -> None:
+    """A failed window leaves the mark where it was: the next night's window starts there and reads the
+    failed batches again, until a window over them passes."""
+    _raw_tickets(fresh_db, GOOD)
+    first = _load_checks(fresh_db, "2026-11-01", 10)
+    assert run_gate(fresh_db, "2026-11-01T00:00:00+00:00").success
+    _load_checks(fresh_db, "2026-11-02", 10, bad=1)
+    assert not run_gate(fresh_db, "2026-11-02T00:00:00+00:00").success
+    assert _mark(fresh_db) == first
+    third = _load_checks(fresh_db, "2026-11-03", 10)
+
+    night3 = run_gate(fresh_db, "2026-11-03T00:00:00+00:00")
+
+    assert (night3.after_batch, night3.through_batch) == (first, third)
+    assert _checks_result(night3).rows == 20  # night 2's batch again, and night 3's
+    assert not night3.success
+    assert _mark(fresh_db) == first
+
+    # Fixed (the loader would give the corrected row a new batch): the next window passes and moves the mark.
+    fix = _load_checks(fresh_db, "2026-11-04", 1)
+    _query_one(fresh_db, "update raw.checks set latency_ms = 5, _batch_id = %s where latency_ms < 0", (fix,))
+    night4 = run_gate(fresh_db, "2026-11-04T00:00:00+00:00")
+    assert night4.success and (night4.after_batch, night4.through_batch) == (first, fix)
+    assert _mark(fresh_db) == fix
+
+
+def test_empty_window_passes_and_increment_needs_a_window(fresh_db: str) -> None:
+    """A night without new checks validates no check row (and passes: monitoring may be absent); the
+    increment checkpoint run without a window fails instead of validating nothing."""
+    _raw_tickets(fresh_db, GOOD)
+    first = _load_checks(fresh_db, "2026-11-01", 10)
+    assert run_gate(fresh_db, "2026-11-01T00:00:00+00:00").success
+
+    quiet = run_gate(fresh_db, "2026-11-02T00:00:00+00:00")
+
+    assert quiet.success and (quiet.after_batch, quiet.through_batch) == (first, first)
+    assert _checks_result(quiet).rows == 0
+
+    (unbounded,) = run_checkpoints(["raw_checks_increment"], fresh_db)
+    assert not unbounded.success
+    assert any("gate_after_batch" in f.detail for f in unbounded.failures), unbounded.summary()
