@@ -100,11 +100,27 @@ def slm_nightly() -> None:
     @task(retries=0)
     def check_raw(batches: list[dict]) -> dict:
         """Quality gate on raw data (tickets, checks, surveys): every checkpoint runs, and a failed
-        expectation in any of them stops the run before dbt, naming all that failed."""
-        from slm_platform.quality import RAW_CHECKPOINTS, raise_on_any_failure, run_checkpoints
+        expectation in any of them stops the run before dbt, naming all that failed.
 
-        results = raise_on_any_failure(run_checkpoints(RAW_CHECKPOINTS, _warehouse_dsn()))
-        return {r.checkpoint: r.evaluated for r in results}
+        Checks are validated by window: the load batches above the last passed window, up to the last one
+        loaded, recorded under the run's data interval (a rerun validates the same batches; a failed window
+        moves nothing). Trigger with conf {"full_gate": true} to validate them whole instead."""
+        from slm_platform.quality import raise_on_any_failure, run_gate
+
+        ctx = get_current_context()
+        full = bool((ctx["dag_run"].conf or {}).get("full_gate", False))
+        gate = run_gate(_warehouse_dsn(), ctx["data_interval_start"].isoformat(), full=full)
+        print(
+            f"quality gate {gate.run_key}: load batches ({gate.after_batch}, {gate.through_batch}]"
+            + (" (full check)" if gate.full_check else "")
+            + (" (window recorded by an earlier attempt)" if gate.rerun else "")
+        )
+        results = raise_on_any_failure(gate.results)
+        return {
+            "batches": [gate.after_batch, gate.through_batch],
+            "full_check": gate.full_check,
+            **{r.checkpoint: r.evaluated for r in results},
+        }
 
     # Watcher mode: ONE `dbt build` (the producer, dbt's own threads) instead of one dbt process per model,
     # while every model and its tests keep an Airflow task that reports what that build did to them.
