@@ -15,7 +15,6 @@
 -- shrink it); remaining = budget − downtime, negative once overspent.
 
 {%- set period_types = var('availability_period_types', ['day', 'month', 'quarter', 'year']) %}
-{%- set period_values = "('" ~ period_types | join("'), ('") ~ "')" %}
 
 with
 
@@ -142,7 +141,9 @@ day_ranges as (
     left join service_ranges on objective_days.service_code = service_ranges.service_code
 ),
 
-day_minutes as (
+-- Materialized: the multirange arithmetic runs once per day, before the periods are summed (inlined into a
+-- fan-out to the period types, the planner evaluated it once per day and period type).
+day_minutes as materialized (
     select
         client_code,
         client_timezone,
@@ -162,45 +163,53 @@ day_minutes as (
 period_days as (
     select
         day_minutes.*,
-        period_grains.period_type,
-        case
-            when period_grains.period_type = 'day' then day_minutes.local_day
-            else date_trunc(period_grains.period_type, day_minutes.local_day)::date
-        end as period_start
+        date_trunc('month', day_minutes.local_day)::date as month_start,
+        date_trunc('quarter', day_minutes.local_day)::date as quarter_start,
+        date_trunc('year', day_minutes.local_day)::date as year_start
     from day_minutes
-    cross join (
-        values {{ period_values }}
-    ) as period_grains (period_type)
+),
+
+-- Every period type in one sorted pass: rollup(year, quarter, month, day) groups each day alone, then its
+-- month, quarter and year (the grand total per objective is dropped). Nested periods, so one sort of the days
+-- serves all four (a cross join with the period types sorted four times as many rows).
+periods_rolled_up as (
+    select
+        client_code,
+        client_timezone,
+        service_code,
+        agreement_id,
+        objective_id,
+        case
+            when grouping(local_day) = 0 then 'day'
+            when grouping(month_start) = 0 then 'month'
+            when grouping(quarter_start) = 0 then 'quarter'
+            else 'year'
+        end as period_type,
+        coalesce(local_day, month_start, quarter_start, year_start) as period_start,
+        max(cutoff_at) as cutoff_at,
+        -- An amendment inside a period: the target shown is the one in force on its last measured day; the
+        -- budget is the sum of each day's own budget.
+        (array_agg(target_pct order by local_day desc))[1] as target_pct,
+        sum(calendar_minutes) as calendar_minutes,
+        sum(agreed_minutes) as agreed_minutes,
+        sum(calendar_minutes - agreed_minutes) as maintenance_minutes,
+        sum(downtime_minutes) as downtime_minutes,
+        sum(unmeasured_minutes) as unmeasured_minutes,
+        sum((100 - target_pct) / 100 * agreed_minutes) as error_budget_minutes
+    from period_days
+    group by
+        client_code,
+        client_timezone,
+        service_code,
+        agreement_id,
+        objective_id,
+        rollup (year_start, quarter_start, month_start, local_day)
+    having grouping(year_start) = 0
 ),
 
 periods as (
-    select
-        period_days.client_code,
-        period_days.client_timezone,
-        period_days.service_code,
-        period_days.agreement_id,
-        period_days.objective_id,
-        period_days.period_type,
-        period_days.period_start,
-        max(period_days.cutoff_at) as cutoff_at,
-        -- An amendment inside a period: the target shown is the one in force on its last measured day; the
-        -- budget is the sum of each day's own budget.
-        (array_agg(period_days.target_pct order by period_days.local_day desc))[1] as target_pct,
-        sum(period_days.calendar_minutes) as calendar_minutes,
-        sum(period_days.agreed_minutes) as agreed_minutes,
-        sum(period_days.calendar_minutes - period_days.agreed_minutes) as maintenance_minutes,
-        sum(period_days.downtime_minutes) as downtime_minutes,
-        sum(period_days.unmeasured_minutes) as unmeasured_minutes,
-        sum((100 - period_days.target_pct) / 100 * period_days.agreed_minutes) as error_budget_minutes
-    from period_days
-    group by
-        period_days.client_code,
-        period_days.client_timezone,
-        period_days.service_code,
-        period_days.agreement_id,
-        period_days.objective_id,
-        period_days.period_type,
-        period_days.period_start
+    select * from periods_rolled_up
+    where period_type in ({{ "'" ~ period_types | join("', '") ~ "'" }})
 ),
 
 figures as (
