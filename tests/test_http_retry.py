@@ -1,14 +1,19 @@
 """The shared HTTP retry loop (slm_platform.http_retry) on a scripted session: what is retried, counted,
-waited for, and the error when no attempt is left. The clients' own tests cover it over real HTTP."""
+waited for, and the error when no attempt is left. The clients' own tests cover it over real HTTP.
+Also the shared credentials (slm_platform.http_auth) both clients send."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 import requests
 
+from slm_platform import http_auth
 from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
+from slm_platform.monitoring import prometheus
+from slm_platform.servicenow import table_api
 
 
 @dataclass
@@ -91,3 +96,19 @@ def test_an_answer_that_raises_is_not_retried() -> None:
     with pytest.raises(ValueError, match="HTTP 400: not retried"):
         _get(session, counts, waits)
     assert counts.requests == 1 and counts.retries == {} and waits == [] and session.script == [200]
+
+
+def test_both_clients_send_the_shared_auth_headers() -> None:
+    assert prometheus.Auth is table_api.Auth is http_auth.Auth
+    basic = http_auth.Auth.basic("svc", "pa:ss")
+    assert basic == http_auth.Auth("basic", "pa:ss", "svc")
+    assert basic.headers() == {"Authorization": "Basic c3ZjOnBhOnNz"}  # base64("svc:pa:ss")
+    bearer = http_auth.Auth.bearer("tok-123")
+    assert bearer.headers() == {"Authorization": "Bearer tok-123"}
+    assert "pa:ss" not in repr(basic) and "tok-123" not in repr(bearer)
+    # the connection extra: extra_dejson first, else extra as JSON text or a dict, empty when none
+    conn = SimpleNamespace(extra='{"bearer_token": "t"}')
+    assert prometheus.auth_from_connection(conn) == http_auth.Auth.bearer("t")
+    assert http_auth.connection_extra(SimpleNamespace(extra_dejson={"a": 1}, extra="{}")) == {"a": 1}
+    assert http_auth.connection_extra(SimpleNamespace(extra={"a": 2})) == {"a": 2}
+    assert http_auth.connection_extra(SimpleNamespace(extra=None)) == {}

@@ -20,10 +20,8 @@ the same keys (the load upserts them: idempotent). It is split into chunks of at
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
-import json
 import math
 import os
 import re
@@ -38,6 +36,7 @@ from typing import Any
 import requests
 import yaml
 
+from slm_platform.http_auth import Auth, connection_extra
 from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
 from slm_platform.settings import REPO_ROOT
 
@@ -66,21 +65,6 @@ class ConfigError(ValueError):
 # Authentication
 
 
-@dataclass(frozen=True)
-class Auth:
-    """Basic (user + password) or bearer token. The secret never shows in repr or errors."""
-
-    kind: str  # "basic" or "bearer"
-    secret: str = field(repr=False)
-    user: str | None = None
-
-    def headers(self) -> dict[str, str]:
-        if self.kind == "bearer":
-            return {"Authorization": f"Bearer {self.secret}"}
-        token = base64.b64encode(f"{self.user}:{self.secret}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
-
-
 def auth_from_env(env: dict[str, str] | None = None) -> Auth | None:
     """``SLM_PROMETHEUS_TOKEN`` (bearer), or ``SLM_PROMETHEUS_USER`` + ``_PASSWORD`` (basic), or none."""
     env = dict(os.environ) if env is None else env
@@ -91,17 +75,9 @@ def auth_from_env(env: dict[str, str] | None = None) -> Auth | None:
     return None
 
 
-def _extra(conn: Any) -> dict:
-    extra = getattr(conn, "extra_dejson", None)
-    if extra is None:
-        raw = getattr(conn, "extra", None) or "{}"
-        extra = raw if isinstance(raw, dict) else json.loads(raw)
-    return extra or {}
-
-
 def auth_from_connection(conn: Any) -> Auth | None:
     """From an Airflow connection: extra ``bearer_token``, else login + password, else no auth."""
-    extra = _extra(conn)
+    extra = connection_extra(conn)
     if extra.get("bearer_token"):
         return Auth("bearer", str(extra["bearer_token"]))
     if getattr(conn, "login", None):
@@ -115,7 +91,7 @@ def url_from_connection(conn: Any) -> str | None:
     if not host:
         return None
     if "://" not in host:
-        host = f"{_extra(conn).get('scheme', 'http')}://{host}"
+        host = f"{connection_extra(conn).get('scheme', 'http')}://{host}"
     port = getattr(conn, "port", None)
     scheme, rest = host.split("://", 1)
     hostpart, _, path = rest.partition("/")

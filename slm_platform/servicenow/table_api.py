@@ -20,8 +20,6 @@ reloading them is idempotent.
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 import time
 from collections import deque
@@ -34,6 +32,7 @@ from typing import Any
 
 import requests
 
+from slm_platform.http_auth import Auth, connection_extra
 from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
 from slm_platform.servicenow import mapping
 
@@ -48,38 +47,12 @@ class ServiceNowAuthError(ServiceNowError):
     """401/403: wrong credentials or missing roles."""
 
 
-@dataclass(frozen=True)
-class Auth:
-    """Basic (user + password) or OAuth bearer token. The secret never shows in repr or errors."""
-
-    kind: str  # "basic" or "bearer"
-    secret: str = field(repr=False)
-    user: str | None = None
-
-    def headers(self) -> dict[str, str]:
-        if self.kind == "bearer":
-            return {"Authorization": f"Bearer {self.secret}"}
-        token = base64.b64encode(f"{self.user}:{self.secret}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
-
-    @classmethod
-    def basic(cls, user: str, password: str) -> Auth:
-        return cls("basic", password, user)
-
-    @classmethod
-    def bearer(cls, token: str) -> Auth:
-        return cls("bearer", token)
-
-
 def auth_from_connection(conn: Any) -> Auth:
     """Auth from an Airflow ``Connection`` (or anything with login/password/extra).
 
     ``extra`` ``{"oauth_token": "…"}`` selects a bearer token; otherwise login + password (basic).
     """
-    extra = getattr(conn, "extra_dejson", None)
-    if extra is None:
-        raw = getattr(conn, "extra", None) or "{}"
-        extra = raw if isinstance(raw, dict) else json.loads(raw)
+    extra = connection_extra(conn)
     if extra.get("oauth_token"):
         return Auth.bearer(extra["oauth_token"])
     if not getattr(conn, "login", None):
