@@ -205,9 +205,13 @@ def cluster_root(home: Path) -> Path:
     reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(home)]).returncode == 0
     if reachable:
         return wanted
-    digest = hashlib.sha1(str(home).encode()).hexdigest()[:12]
-    standin = Path("/var/tmp") / f"slm-pg-{digest}"
+    standin = standin_root(home)
     standin.mkdir(mode=0o755, exist_ok=True)
     if not wanted.is_symlink() and not wanted.exists():
         wanted.symlink_to(standin)
     return standin
+
+
+def standin_root(home: Path) -> Path:
+    """Where :func:`cluster_root` puts the cluster of SLM_HOME ``home`` when postgres cannot reach it."""
+    return Path("/var/tmp") / f"slm-pg-{hashlib.sha1(str(home).encode()).hexdigest()[:12]}"

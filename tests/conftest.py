@@ -17,13 +17,16 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from slm_platform.pgcluster import standin_root
 from slm_platform.settings import REPO_ROOT, WAREHOUSE_DB, PgServer
 
 SLM = str(REPO_ROOT / "slm")
+_HOMES: set[Path] = set()  # every SLM_HOME the suite ran ./slm with (see no_cluster_left_behind)
 
 
 def slm(home: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the real CLI against the stack in ``home``."""
+    _HOMES.add(home.resolve())
     env = dict(os.environ, SLM_HOME=str(home))
     env.pop("SLM_PG_URL", None)
     proc = subprocess.run([SLM, *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -32,6 +35,14 @@ def slm(home: Path, *args: str, check: bool = True, timeout: float = 900) -> sub
             f"./slm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cluster_left_behind() -> Iterator[None]:
+    """At the end of the session, no SLM_HOME the suite used keeps a cluster outside it (see pgcluster)."""
+    yield
+    left = [str(standin_root(h)) for h in sorted(_HOMES) if standin_root(h).exists()]
+    assert left == [], f"PostgreSQL cluster(s) left behind under /var/tmp: {left}"
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +54,15 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def stop_and_remove(home: Path) -> None:
-    """Stop a throw-away stack and delete its cluster (which may live outside ``home``, see pgcluster)."""
+    """Stop a throw-away stack and delete its cluster (which may live outside ``home``, see pgcluster).
+
+    By where pgcluster puts it, not by stack.json: a `stack up` refused after initdb (port taken) has
+    already created the cluster but recorded nothing.
+    """
     import shutil
 
     slm(home, "stack", "down", check=False)
-    state = home / "stack.json"
-    if state.exists():
-        root = json.loads(state.read_text()).get("pg", {}).get("root")
-        if root and Path(root).name.startswith("slm-pg-"):
-            shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(standin_root(home.resolve()), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
