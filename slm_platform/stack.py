@@ -126,11 +126,12 @@ def pg_up(log: Log) -> PgServer:
         log(f"    using the existing PostgreSQL server at {url.hostname}:{url.port or 5432} (SLM_PG_URL)")
     else:
         cluster = _cluster(state, creds)
+        running = cluster.initialised() and cluster.running()
+        # The port first: a taken SLM_PORT_PG fails before initdb writes a cluster nobody will start.
+        cluster.port = _pick_port(cluster.port or None, running, "SLM_PORT_PG")
         if not cluster.initialised():
             log(f"    initialising a PostgreSQL cluster in {cluster.root}")
             cluster.init()
-        running = cluster.running()
-        cluster.port = _pick_port(cluster.port or None, running, "SLM_PORT_PG")
         if not running:
             cluster.start()
         state["pg"] = {
