@@ -4,16 +4,18 @@ A typed ``COPY`` takes more spellings than the loader accepts: PostgreSQL reads 
 time in the session's zone, and ``Jan 5 2026``, ``epoch`` or ``24:00:00`` as timestamps. The loader refuses
 those (a zone-less time is never guessed), and a typed column no longer shows how a value was spelled. So
 this stream looks at every value of the typed columns (timestamp, date, boolean, integer) as it passes, in
-this process, which runs on another core while the server parses and writes: the check costs no wall time
-as long as it keeps pace. It vouches for a block only when every such value is one the text path accepts
-(same expressions: ``TS_RE``, ``DATE_RE``, ``INT_RE``, true/false); otherwise it raises, the COPY aborts, and
-the loader takes the file through its text path, which names each refused row. It never accepts a value
-the text path refuses; it may refuse values the text path accepts (then only time is lost).
+this process, which checks the next chunk while the server parses the ones already sent (the socket's
+buffers let the two overlap on two cores): it costs little wall time as long as it keeps pace. It vouches
+for a block only when every such value is one the text path accepts (same expressions: ``TS_RE``,
+``DATE_RE``, ``INT_RE``, true/false); otherwise it raises, the COPY aborts, and the loader takes the file
+through its text path, which names each refused row. It never accepts a value the text path refuses; it
+may refuse values the text path accepts (then only time is lost).
 
-Speed: no per-value Python call in the common case. A block is cut at a record boundary, split on commas
-(no quote in the block) or parsed by ``csv`` (quotes), and each typed column is checked as a whole: the set
-of digit-blind shapes (``translate``) must be one ISO shape, whose digit fields are then range-checked as a
-fixed-width byte matrix (numpy). Mixed shapes fall back to a regex per value.
+Speed: no Python object per value in the common case. A block is cut at a record boundary; without quotes
+the offsets of its separators (numpy) give every field, with quotes the ``csv`` module parses it. Each
+typed column is checked as fixed-width byte matrices (one per value length): the digit-blind shape must be
+one ISO shape, whose digit fields are then range-checked column-wise. Other shapes are checked value by
+value with the regex.
 """
 
 from __future__ import annotations

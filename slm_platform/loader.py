@@ -820,8 +820,9 @@ def _direct_load(cur, conn, spec: EntitySpec, path: Path, staged: _Staged, batch
     read, rows written, high water), or None when the text path must take the file (nothing remains).
 
     A CSV whose header holds only the entity's columns is streamed through
-    :class:`~slm_platform.load_scan.CheckedCsvStream`, which vouches (in this process, in parallel with the
-    server) that every timestamp, date, boolean and integer is spelled as the text path accepts. The rows'
+    :class:`~slm_platform.load_scan.CheckedCsvStream`, which vouches (in this process, while the server
+    parses the chunks already sent) that every timestamp, date, boolean and integer is spelled as the text
+    path accepts. The rows'
     other checks (keys and required values present, ranges, enums, patterns, zones, order, references)
     run set-based on the typed rows, with the text path's own expressions. Any refusal (a spelling, a cast,
     a check, a duplicate key) rolls back to the savepoint: a file with one bad row costs a wasted COPY,
