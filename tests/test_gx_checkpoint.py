@@ -509,3 +509,56 @@ def test_empty_window_passes_and_increment_needs_a_window(fresh_db: str) -> None
     (unbounded,) = run_checkpoints(["raw_checks_increment"], fresh_db)
     assert not unbounded.success
     assert any("gate_after_batch" in f.detail for f in unbounded.failures), unbounded.summary()
+
+
+def test_window_waits_for_a_check_load_in_progress(fresh_db: str) -> None:
+    """A checks load holds the loader's lock with its batch not yet committed while a later batch (of
+    another entity) commits: the gate must wait for the load, else its window would end above a batch it
+    cannot see, and the next window would start above it: those checks would never be validated."""
+    import threading
+
+    from slm_platform.quality import open_window
+
+    _load_checks(fresh_db, "2026-11-01", 10)
+    loading = psycopg2.connect(fresh_db)  # a checks load, as slm_platform.loader._load_file runs it
+    lcur = loading.cursor()
+    lcur.execute("select pg_advisory_xact_lock(hashtext('slm_platform.loader.checks'))")
+    lcur.execute(
+        "insert into raw.load_batches (source, entity, file, started_at, status) "
+        "values ('test', 'checks', 'late.csv', now(), 'running') returning batch_id"
+    )
+    (late,) = lcur.fetchone()
+    other = _query_one(  # another entity's batch, committed meanwhile: a higher id, visible at once
+        fresh_db,
+        "insert into raw.load_batches (source, entity, file, started_at, finished_at, status) "
+        "values ('test', 'clients', 'clients.csv', now(), now(), 'ok') returning batch_id",
+    )[0]
+    assert other > late
+
+    window: list[tuple] = []
+    gate_conn = psycopg2.connect(fresh_db)
+    gate = threading.Thread(target=lambda: window.append(open_window(gate_conn, "2026-11-02T00:00:00+00:00")))
+    gate.start()
+    waiting = 0
+    for _ in range(200):  # the gate's backend shows up waiting for the loader's advisory lock
+        waiting = _query_one(
+            fresh_db, "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+        )[0]
+        if waiting or not gate.is_alive():
+            break
+        threading.Event().wait(0.05)
+    assert waiting == 1 and gate.is_alive() and not window, "the gate did not wait for the load in progress"
+    lcur.execute(
+        "insert into raw.checks (service_code, checked_at, status, latency_ms, _batch_id, _source,"
+        " _loaded_at) values ('ACME-WEB', '2026-11-02T00:00:00Z', 'up', 100, %s, 'test', now())",
+        (late,),
+    )
+    lcur.execute(
+        "update raw.load_batches set status = 'ok', finished_at = now() where batch_id = %s", (late,)
+    )
+    loading.commit()
+    loading.close()
+    gate.join(timeout=60)
+    gate_conn.close()
+    ((after, through, _, _),) = window
+    assert after < late <= through and through >= other
