@@ -95,7 +95,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
         )
     if quarantined:
-        _say(f"{quarantined} row(s) quarantined: see raw.quarantine (reason, location, raw record)")
+        batches = " ".join(f"--batch {r.batch_id}" for r in results if r.rows_quarantined)
+        _say(f"{quarantined} row(s) quarantined: ./slm quarantine [{batches}] [--rows] shows why")
     return 0
 
 
@@ -169,6 +170,46 @@ def _warehouse_dsn(args: argparse.Namespace) -> str:
     return args.dsn or stack.pg_server().dsn(WAREHOUSE_DB)
 
 
+def cmd_loads(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from slm_platform import load_report
+
+    conn = psycopg2.connect(_warehouse_dsn(args))
+    try:
+        batches = load_report.recent_batches(conn, args.last, args.entity, args.source)
+    finally:
+        conn.close()
+    for line in load_report.format_batches(batches):
+        _say(line)
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg2
+
+    from slm_platform import load_report
+
+    conn = psycopg2.connect(_warehouse_dsn(args))
+    try:
+        if args.rows:
+            rows = load_report.quarantine_rows(conn, args.batch, args.entity, args.source, args.limit)
+            for batch, entity, location, reason, record in rows:
+                _say(f"batch {batch}  {entity}  {location}  {reason}")
+                _say(f"    {json.dumps(record, ensure_ascii=False, sort_keys=True)}")
+            if not rows:
+                _say("nothing quarantined")
+        else:
+            summary = load_report.quarantine_summary(conn, args.batch, args.entity, args.source)
+            for line in load_report.format_summary(summary):
+                _say(line)
+    finally:
+        conn.close()
+    return 0
+
+
 def _print_batches(results: list) -> None:
     for r in results:
         _say(
@@ -176,7 +217,7 @@ def _print_batches(results: list) -> None:
             f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
         )
     if any(r.rows_quarantined for r in results):
-        _say("quarantined rows: see raw.quarantine (reason, location, raw record)")
+        _say("quarantined rows: ./slm quarantine [--batch N] [--rows] shows why")
 
 
 def cmd_extract_prometheus(args: argparse.Namespace) -> int:
@@ -338,6 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--source", default="canonical")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("loads", help="the last load batches: rows read, loaded, unchanged, quarantined")
+    s.add_argument("--last", type=int, default=20, help="how many batches (default 20)")
+    s.add_argument("--entity", help="only this entity (tickets, checks, ...)")
+    s.add_argument("--source", help="only this source (canonical, servicenow_export, ...)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_loads)
+
+    s = sub.add_parser("quarantine", help="what the loads refused, and why (grouped by reason, or --rows)")
+    s.add_argument("--batch", type=int, help="only this load batch")
+    s.add_argument("--entity", help="only this entity")
+    s.add_argument("--source", help="only this source")
+    s.add_argument("--rows", action="store_true", help="list the rows with their raw record")
+    s.add_argument("--limit", type=int, default=50, help="rows listed with --rows (default 50)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_quarantine)
 
     s = sub.add_parser(
         "import-servicenow-export",
