@@ -54,7 +54,7 @@ CLIENT_DATASETS = (
     "fct_outage",
 )
 # Dashboards (by slug) whose roles list only the manager.
-MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance", "availability-budgets-at-risk")
+MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance", "availability-budgets-at-risk", "data-quality")
 
 # (permission, view_menu) pairs a read-only dashboard viewer needs in Superset 6.1. Measured by rendering
 # the dashboard in Chromium as a user holding only these (+ datasource_access) and removing one at a time:
