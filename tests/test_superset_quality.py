@@ -303,7 +303,7 @@ def _per_day_sql(conn) -> dict:
         "select load_day::text, entity, sum(rows_loaded), sum(rows_quarantined) from marts.fct_load_batch"
         " group by 1, 2",
     ):
-        for metric, value in (("total_rows_loaded", loaded), ("total_rows_quarantined", quarantined)):
+        for metric, value in (("loaded", loaded), ("quarantined", quarantined)):
             if value is not None:
                 out[(day, entity, metric)] = _num(value)
     return out
@@ -353,7 +353,7 @@ def _check_charts(api: SupersetClient, conn, chart_ids: dict[str, int], refused:
     assert by_source[(SOURCE, "tickets")][:2] == (2, 1)  # the refused and the failed batch
     per_day = _per_day(chart_data(api, chart_ids["quality_rows_per_day"]))
     assert per_day == _per_day_sql(conn)
-    assert any(m == "total_rows_quarantined" and v for (_, _, m), v in per_day.items())
+    assert any(m == "quarantined" and v for (_, _, m), v in per_day.items())
     reasons = _reasons(chart_data(api, chart_ids["quality_quarantine_by_reason"]))
     assert sorted(reasons) == sorted(_reasons_sql(conn)) and len(reasons) >= 2
     counts = [r[2] for r in reasons]
