@@ -5,6 +5,8 @@ The `admin` and `warehouse` fixtures that go with these live in conftest.py.
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from slm_platform.superset_api import SupersetClient
@@ -24,6 +26,16 @@ def charts_of(dashboard: dict) -> list[str]:
         for v in dashboard["position"].values()
         if isinstance(v, dict) and v.get("type") == "CHART"
     ]
+
+
+def assert_saved_query_contexts(keys) -> None:
+    """Each chart has a query_context of its own viz type, asking only for its dataset's saved metrics."""
+    for key in keys:
+        chart = CHARTS[key]
+        context = json.loads(chart["query_context"])
+        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
+        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
+        assert set(context["queries"][0]["metrics"]) <= metric_names, key
 
 
 def login(demo_stack, creds: dict) -> SupersetClient:

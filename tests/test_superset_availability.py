@@ -32,6 +32,7 @@ from tests.superset_helpers import (
     DASHBOARDS,
     DATASET_OF,
     DATASETS,
+    assert_saved_query_contexts,
     chart_data,
     charts_of,
     login,
@@ -95,12 +96,7 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
 
 def test_every_chart_has_an_expectation_and_a_query_context() -> None:
     assert set(AVAILABILITY_CHARTS) | set(AT_RISK_CHARTS) == set(EXPECTED)
-    for key in EXPECTED:
-        chart = CHARTS[key]
-        context = json.loads(chart["query_context"])
-        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
-        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
-        assert set(context["queries"][0]["metrics"]) <= metric_names, key
+    assert_saved_query_contexts(EXPECTED)
 
 
 def test_audiences() -> None:

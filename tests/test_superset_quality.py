@@ -39,7 +39,16 @@ from slm_platform.superset_provision import (
     by_uuid,
     check_audiences,
 )
-from tests.superset_helpers import CHARTS, DASHBOARDS, DATASET_OF, DATASETS, chart_data, charts_of, login
+from tests.superset_helpers import (
+    CHARTS,
+    DASHBOARDS,
+    DATASET_OF,
+    DATASETS,
+    assert_saved_query_contexts,
+    chart_data,
+    charts_of,
+    login,
+)
 
 QUALITY = DASHBOARDS["data_quality"]
 QUALITY_CHARTS = charts_of(QUALITY)
@@ -86,12 +95,7 @@ def test_every_chart_has_a_query_context() -> None:
         "quality_quarantine_by_reason",
         "quality_last_batches",
     }
-    for key in QUALITY_CHARTS:
-        chart = CHARTS[key]
-        context = json.loads(chart["query_context"])
-        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
-        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
-        assert set(context["queries"][0]["metrics"]) <= metric_names, key
+    assert_saved_query_contexts(QUALITY_CHARTS)
 
 
 def test_audiences_and_no_raw_record() -> None:

@@ -7,7 +7,6 @@ SQL on the published marts; a client's rows (including the survey verbatims) are
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,7 +23,14 @@ from slm_platform.superset_provision import (
     check_audiences,
     client_role,
 )
-from tests.superset_helpers import CHARTS, DATASET_OF, DATASETS, chart_data, rowcount
+from tests.superset_helpers import (
+    CHARTS,
+    DATASET_OF,
+    DATASETS,
+    assert_saved_query_contexts,
+    chart_data,
+    rowcount,
+)
 from tests.test_satisfaction_marts import CSAT_BY_SLA_OUTCOME_SQL
 
 DASHBOARD = yaml.safe_load((ASSETS_DIR / "dashboards" / "customer_satisfaction.yaml").read_text())
@@ -132,12 +138,7 @@ def _expected(conn, key: str, client: str | None):
 
 def test_every_chart_has_an_expectation_and_a_query_context() -> None:
     assert set(DASHBOARD_CHARTS) == set(EXPECTED)
-    for key in DASHBOARD_CHARTS:
-        chart = CHARTS[key]
-        context = json.loads(chart["query_context"])
-        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
-        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
-        assert set(context["queries"][0]["metrics"]) <= metric_names, key
+    assert_saved_query_contexts(DASHBOARD_CHARTS)
 
 
 def test_dashboard_is_for_clients_and_its_datasets_have_rls() -> None:

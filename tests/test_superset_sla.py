@@ -29,6 +29,7 @@ from tests.superset_helpers import (
     DASHBOARDS,
     DATASET_OF,
     DATASETS,
+    assert_saved_query_contexts,
     chart_data,
     charts_of,
     login,
@@ -115,13 +116,7 @@ EXPECTED: dict[str, tuple[str, Extract]] = {
 
 def test_every_dashboard_chart_has_an_expectation_and_a_query_context() -> None:
     assert set(SLA_CHARTS) | set(OLA_CHARTS) == set(EXPECTED)
-    for key in EXPECTED:
-        chart = CHARTS[key]
-        context = json.loads(chart["query_context"])
-        assert context["queries"] and context["form_data"]["viz_type"] == chart["viz_type"], key
-        query = context["queries"][0]
-        metric_names = {m["metric_name"] for m in DATASETS[DATASET_OF[chart["dataset_uuid"]]]["metrics"]}
-        assert set(query["metrics"]) <= metric_names, key  # saved metrics of the chart's own dataset
+    assert_saved_query_contexts(EXPECTED)
 
 
 def test_client_dashboard_uses_client_datasets_only() -> None:
