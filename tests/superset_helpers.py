@@ -38,6 +38,27 @@ def assert_saved_query_contexts(keys) -> None:
         assert set(context["queries"][0]["metrics"]) <= metric_names, key
 
 
+def assert_clients_refused(
+    demo_stack, admin, dashboard_id: int, charts: dict[str, int], open_id: int
+) -> None:
+    """Every client may open dashboard ``open_id`` but is refused ``dashboard_id`` and the data of each of
+    ``charts`` (key -> chart id), also when the request claims the context of the dashboard it may open
+    (DASHBOARD_RBAC grants the data of that dashboard's charts)."""
+    clients = demo_stack.credentials["superset"]["clients"]
+    assert len(clients) >= 2
+    for code, creds in sorted(clients.items()):
+        api = login(demo_stack, creds)
+        assert api.raw("GET", f"/api/v1/dashboard/{open_id}").ok, code
+        assert api.raw("GET", f"/api/v1/dashboard/{dashboard_id}").status_code in (403, 404), code
+        for key, chart_id in charts.items():
+            resp = api.raw("GET", f"/api/v1/chart/{chart_id}/data/")
+            assert resp.status_code in (403, 404), (code, key, resp.status_code)
+            context = json.loads(admin.get(f"/api/v1/chart/{chart_id}")["result"]["query_context"])
+            context["form_data"].update(dashboardId=open_id, slice_id=chart_id)
+            resp = api.raw("POST", "/api/v1/chart/data", json=context)
+            assert resp.status_code in (403, 404), (code, key, resp.status_code, resp.text[:300])
+
+
 def login(demo_stack, creds: dict) -> SupersetClient:
     return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
 

@@ -44,6 +44,7 @@ from tests.superset_helpers import (
     DASHBOARDS,
     DATASET_OF,
     DATASETS,
+    assert_clients_refused,
     assert_saved_query_contexts,
     chart_data,
     charts_of,
@@ -384,20 +385,8 @@ def test_manager_sees_the_dashboard_and_its_figures(demo_stack, admin, warehouse
 def test_clients_are_refused_the_dashboard_and_its_data(demo_stack, admin, chart_ids) -> None:
     dash_id = by_uuid(admin, "dashboard", QUALITY["uuid"])["id"]
     volume_id = by_uuid(admin, "dashboard", DASHBOARDS["ticket_volume"]["uuid"])["id"]
-    clients = demo_stack.credentials["superset"]["clients"]
-    assert len(clients) >= 2
-    for code, creds in sorted(clients.items()):
-        api = login(demo_stack, creds)
-        assert api.raw("GET", f"/api/v1/dashboard/{volume_id}").ok, code
-        assert api.raw("GET", f"/api/v1/dashboard/{dash_id}").status_code in (403, 404), code
-        for key in QUALITY_CHARTS:
-            resp = api.raw("GET", f"/api/v1/chart/{chart_ids[key]}/data/")
-            assert resp.status_code in (403, 404), (code, key, resp.status_code)
-            # Nor through the context of a dashboard the client may open.
-            context = json.loads(admin.get(f"/api/v1/chart/{chart_ids[key]}")["result"]["query_context"])
-            context["form_data"].update(dashboardId=volume_id, slice_id=chart_ids[key])
-            resp = api.raw("POST", "/api/v1/chart/data", json=context)
-            assert resp.status_code in (403, 404), (code, key, resp.status_code, resp.text[:300])
+    charts = {key: chart_ids[key] for key in QUALITY_CHARTS}
+    assert_clients_refused(demo_stack, admin, dash_id, charts, open_id=volume_id)
 
 
 def test_dashboard_roles_and_rls(demo_stack, admin) -> None:
