@@ -6,6 +6,8 @@ The `admin` and `warehouse` fixtures that go with these live in conftest.py.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import yaml
 
@@ -57,6 +59,19 @@ def assert_clients_refused(
             context["form_data"].update(dashboardId=open_id, slice_id=chart_id)
             resp = api.raw("POST", "/api/v1/chart/data", json=context)
             assert resp.status_code in (403, 404), (code, key, resp.status_code, resp.text[:300])
+
+
+def bundle_with_chart_on(tmp_path: Path, dashboard: str, chart: str) -> Path:
+    """A copy of the asset bundle where chart ``chart`` replaces the first chart of dashboard ``dashboard``
+    (file stems): what check_audiences must refuse when a managers-only chart lands on a client dashboard."""
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS_DIR, assets)
+    path = assets / "dashboards" / f"{dashboard}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
+    node["meta"]["uuid"] = CHARTS[chart]["uuid"]
+    path.write_text(yaml.safe_dump(doc))
+    return assets
 
 
 def login(demo_stack, creds: dict) -> SupersetClient:

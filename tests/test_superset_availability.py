@@ -7,14 +7,12 @@ burn-rate portfolio, including through the client dashboard's context (DASHBOARD
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-import yaml
 
 from slm_platform.superset_api import SupersetClient
 from slm_platform.superset_provision import (
@@ -33,6 +31,7 @@ from tests.superset_helpers import (
     DATASETS,
     assert_clients_refused,
     assert_saved_query_contexts,
+    bundle_with_chart_on,
     chart_data,
     charts_of,
     login,
@@ -111,13 +110,7 @@ def test_audiences() -> None:
 
 
 def test_check_audiences_refuses_the_portfolio_on_the_client_dashboard(tmp_path: Path) -> None:
-    assets = tmp_path / "assets"
-    shutil.copytree(ASSETS_DIR, assets)
-    path = assets / "dashboards" / "availability.yaml"
-    doc = yaml.safe_load(path.read_text())
-    node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
-    node["meta"]["uuid"] = CHARTS["budgets_at_risk"]["uuid"]
-    path.write_text(yaml.safe_dump(doc))
+    assets = bundle_with_chart_on(tmp_path, "availability", "budgets_at_risk")
     with pytest.raises(ValueError, match="manager-only"):
         check_audiences(assets)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-import yaml
 
 from slm_platform import superset_provision
 from slm_platform.dbt_runner import dbt, dbt_env
@@ -46,6 +44,7 @@ from tests.superset_helpers import (
     DATASETS,
     assert_clients_refused,
     assert_saved_query_contexts,
+    bundle_with_chart_on,
     chart_data,
     charts_of,
     login,
@@ -114,14 +113,8 @@ def test_audiences_and_no_raw_record() -> None:
 def test_check_audiences_refuses_the_quality_data_on_a_client_dashboard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assets = tmp_path / "assets"
-    shutil.copytree(ASSETS_DIR, assets)
     # A quality chart put on the clients' Ticket volume dashboard.
-    path = assets / "dashboards" / "ticket_volume.yaml"
-    doc = yaml.safe_load(path.read_text())
-    node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
-    node["meta"]["uuid"] = CHARTS["quality_quarantine_by_reason"]["uuid"]
-    path.write_text(yaml.safe_dump(doc))
+    assets = bundle_with_chart_on(tmp_path, "ticket_volume", "quality_quarantine_by_reason")
     with pytest.raises(ValueError, match="manager-only"):
         check_audiences(assets)
     # The dashboard itself opened to clients.

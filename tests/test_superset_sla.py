@@ -7,12 +7,10 @@ OLA/UC dashboard and its data, including through another dashboard's context (DA
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from slm_platform.superset_api import SupersetClient
 from slm_platform.superset_provision import (
@@ -30,6 +28,7 @@ from tests.superset_helpers import (
     DATASETS,
     assert_clients_refused,
     assert_saved_query_contexts,
+    bundle_with_chart_on,
     chart_data,
     charts_of,
     login,
@@ -142,14 +141,8 @@ def test_sla_native_filters() -> None:
 
 
 def test_check_audiences_refuses_a_leaking_dashboard(tmp_path: Path) -> None:
-    assets = tmp_path / "assets"
-    shutil.copytree(ASSETS_DIR, assets)
-    path = assets / "dashboards" / "ticket_slas.yaml"
-    doc = yaml.safe_load(path.read_text())
     # Put the manager-only "unsupported objectives" chart on the client dashboard.
-    chart_node = next(v for v in doc["position"].values() if isinstance(v, dict) and v.get("type") == "CHART")
-    chart_node["meta"]["uuid"] = CHARTS["unsupported_objectives"]["uuid"]
-    path.write_text(yaml.safe_dump(doc))
+    assets = bundle_with_chart_on(tmp_path, "ticket_slas", "unsupported_objectives")
     with pytest.raises(ValueError, match="manager-only"):
         check_audiences(assets)
 
