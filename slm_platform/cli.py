@@ -88,15 +88,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         results = loader.load_drop(dsn, drop, source=args.source, log=_say)
     except loader.LoadError as exc:
         raise StackError(str(exc)) from exc
-    quarantined = sum(r.rows_quarantined for r in results)
-    for r in results:
-        _say(
-            f"  {r.entity:14} read {r.rows_read:>8}  loaded {r.rows_loaded:>8}  "
-            f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
-        )
-    if quarantined:
-        batches = " ".join(f"--batch {r.batch_id}" for r in results if r.rows_quarantined)
-        _say(f"{quarantined} row(s) quarantined: ./slm quarantine [{batches}] [--rows] shows why")
+    _print_batches(results)
     return 0
 
 
@@ -216,8 +208,10 @@ def _print_batches(results: list) -> None:
             f"  {r.entity:14} read {r.rows_read:>8}  loaded {r.rows_loaded:>8}  "
             f"unchanged {r.rows_unchanged:>8}  quarantined {r.rows_quarantined:>6}"
         )
-    if any(r.rows_quarantined for r in results):
-        _say("quarantined rows: ./slm quarantine [--batch N] [--rows] shows why")
+    refused = [r for r in results if r.rows_quarantined]
+    if refused:
+        batches = ", ".join(str(r.batch_id) for r in refused)
+        _say(f"quarantined rows (batch {batches}): ./slm quarantine [--batch N] [--rows] shows why")
 
 
 def cmd_extract_prometheus(args: argparse.Namespace) -> int:

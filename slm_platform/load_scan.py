@@ -24,7 +24,7 @@ import csv
 import io
 import re
 import zlib
-from typing import IO
+from typing import IO, NoReturn
 
 from slm_platform.canonical import BOOL, DATE, INT, SMALLINT, TSTZ, EntitySpec
 
@@ -75,8 +75,6 @@ class CheckedCsvStream:
             SMALLINT: re.compile(_body(int_re)),
         }
         self.carry = b""
-        self.refused: str | None = None
-        self.records = 0
 
     # -- stream -----------------------------------------------------------------------------------------
 
@@ -101,8 +99,8 @@ class CheckedCsvStream:
                 pos = data.rfind(b"\n", 0, pos)
         return pos + 1
 
-    def _refuse(self, why: str) -> None:
-        self.refused = why
+    @staticmethod
+    def _refuse(why: str) -> NoReturn:
         raise ScanRefused(why)
 
     # -- blocks -----------------------------------------------------------------------------------------
@@ -130,7 +128,6 @@ class CheckedCsvStream:
         lines = block.count(b"\n")
         if len(seps) != lines * self.width or not (buf[seps[self.width - 1 :: self.width]] == 10).all():
             self._refuse("a record with another number of fields than the header")
-        self.records += lines
         starts_all = np.concatenate(([0], seps[:-1] + 1))
         width = self.width
         return lambda i: (buf, starts_all[i::width], seps[i::width])
@@ -145,7 +142,6 @@ class CheckedCsvStream:
             self._refuse(f"CSV the scan cannot read: {exc}")
         if any(len(r) != self.width for r in rows):
             self._refuse("a record with another number of fields than the header")
-        self.records += len(rows)
 
         def column(i: int):
             values = [r[i].encode() for r in rows]

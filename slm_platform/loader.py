@@ -700,9 +700,10 @@ def _single_pass(cur, spec: EntitySpec, present: set[str], jsonl: bool, batch_id
 
 
 def _set_key_aside(cur, spec: EntitySpec, composite_only: bool = True) -> str | None:
-    """First load of a composite key (code, time…): drop the primary key, to build it after the insert.
+    """First load: drop the primary key, to build it after the insert (``composite_only``: only a key of
+    several columns; the direct path sets any key aside, an index built once costs less than one kept).
 
-    Such files come in time order, which scatters the inserts all over the key's index; building the
+    Composite-key files come in time order, which scatters the inserts all over the key's index; building the
     index once from the loaded rows costs a fraction (1 M checks, server CPU: 3.0 s inserted in key
     order, 4.4 s in file order, 0.9 + 0.5 s inserted then indexed). The table is empty, and the drop
     holds an exclusive lock until commit: readers of this one table wait for its first load. Returns the
@@ -815,18 +816,18 @@ def _merge(
 BOOKKEEPING = ("_batch_id", "_source", "_loaded_at")
 
 
-def _direct_load(cur, conn, spec: EntitySpec, path: Path, staged: _Staged, batch_id: int, source: str, steps):
+def _direct_load(cur, conn, spec: EntitySpec, staged: _Staged, batch_id: int, source: str, steps):
     """The clean-file path: ``COPY`` straight into typed columns, then check the typed rows; (step, rows
     read, rows written, high water), or None when the text path must take the file (nothing remains).
 
     A CSV whose header holds only the entity's columns is streamed through
     :class:`~slm_platform.load_scan.CheckedCsvStream`, which vouches (in this process, while the server
     parses the chunks already sent) that every timestamp, date, boolean and integer is spelled as the text
-    path accepts. The rows'
-    other checks (keys and required values present, ranges, enums, patterns, zones, order, references)
-    run set-based on the typed rows, with the text path's own expressions. Any refusal (a spelling, a cast,
-    a check, a duplicate key) rolls back to the savepoint: a file with one bad row costs a wasted COPY,
-    then the text path quarantines it with its reason. So the verdicts are the text path's by construction.
+    path accepts. The rows' other checks (keys and required values present, ranges, enums, patterns,
+    zones, order, references) run set-based on the typed rows, with the text path's own expressions. Any
+    refusal (a spelling, a cast, a check, a duplicate key) rolls back to the savepoint: a file with one bad
+    row costs a wasted COPY, then the text path quarantines it with its reason. So the verdicts are the
+    text path's by construction.
 
     - empty table (a first load): COPY into the table itself, its primary key set aside and built after
       (an index built once costs less than one maintained row by row), the bookkeeping columns filled by
@@ -950,9 +951,7 @@ def _load_file(conn, spec: EntitySpec, path: Path, source: str) -> BatchResult:
                 (source, spec.name, str(path)),
             )
             batch_id = cur.fetchone()[0]
-            direct = (
-                _direct_load(cur, conn, spec, path, staged, batch_id, source, steps) if DIRECT_COPY else None
-            )
+            direct = _direct_load(cur, conn, spec, staged, batch_id, source, steps) if DIRECT_COPY else None
             if direct is not None:
                 _, rows_read, loaded, high_water = direct
                 candidates, n_bad, quarantined = rows_read, 0, 0

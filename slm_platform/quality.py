@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from slm_platform.raw_schema import ensure_raw_schema
 from slm_platform.settings import REPO_ROOT
 
 GX_PROJECT_ROOT = REPO_ROOT / "expectations"
@@ -38,19 +39,6 @@ INCREMENT_SUFFIX = "_increment"  # checkpoint raw_checks_increment: suite raw_ch
 # window is read through the BRIN index on raw.checks(_batch_id) (a subquery bound would be a guess).
 AFTER_SETTING = "slm.gate_after_batch"  # exclusive
 THROUGH_SETTING = "slm.gate_through_batch"  # inclusive
-
-GATE_DDL = """
-create table if not exists raw.quality_gate_runs (
-    run_key        text primary key,
-    after_batch    bigint not null,
-    through_batch  bigint not null,
-    full_check     boolean not null,
-    status         text not null check (status in ('open', 'passed', 'failed')),
-    opened_at      timestamptz not null default now(),
-    finished_at    timestamptz,
-    checkpoints    jsonb
-);
-"""
 
 
 def increment_query(table: str) -> str:
@@ -269,9 +257,8 @@ def open_window(conn, run_key: str, full: bool = False) -> tuple[int, int, bool,
     The first attempt of a run records it: from the mark (last passed window) to the last load batch. Every
     later attempt of the same run reuses it as recorded, whatever was loaded or validated since.
     """
+    ensure_raw_schema(conn)  # raw.quality_gate_runs with the other bookkeeping tables (commits)
     with conn.cursor() as cur:
-        cur.execute("create schema if not exists raw")
-        cur.execute(GATE_DDL)
         cur.execute(
             "select after_batch, through_batch, full_check from raw.quality_gate_runs where run_key = %s",
             (run_key,),

@@ -40,6 +40,17 @@ create table if not exists raw.watermarks (
     updated_at  timestamptz not null default now(),
     primary key (source, entity)
 );
+-- the nightly quality gate's windows of load batches (slm_platform.quality.open_window)
+create table if not exists raw.quality_gate_runs (
+    run_key        text primary key,
+    after_batch    bigint not null,
+    through_batch  bigint not null,
+    full_check     boolean not null,
+    status         text not null check (status in ('open', 'passed', 'failed')),
+    opened_at      timestamptz not null default now(),
+    finished_at    timestamptz,
+    checkpoints    jsonb
+);
 """
 
 

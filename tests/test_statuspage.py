@@ -245,7 +245,10 @@ def test_cli_import_statuspage(stack_home: Path, fresh_db: str, tmp_path: Path) 
     m = re.search(r"read (\d+) rows: (\d+) mapped .*, (\d+) unmapped", proc.stdout)
     assert m, proc.stdout
     assert int(m.group(1)) == n == int(m.group(2)) + int(m.group(3))
-    assert "quarantined rows: ./slm quarantine [--batch N] [--rows] shows why" in proc.stdout
+    assert re.search(
+        r"quarantined rows \(batch [0-9, ]+\): \./slm quarantine \[--batch N\] \[--rows\] shows why",
+        proc.stdout,
+    )
     valid = slm(stack_home, "contracts", "validate", str(REPO_ROOT / "contracts" / "statuspage_sample.yaml"))
     assert valid.stdout.startswith("OK")
     bad = slm(stack_home, "import-statuspage", str(tmp_path / "nope.csv"), "--dsn", fresh_db, check=False)
