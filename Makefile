@@ -43,11 +43,12 @@ lock: $(UV)
 chromium:
 	@bash tools/ensure_system_packages.sh chromium
 
-# Debian packages the suite drives: chromium (browser tests), prometheus (extractor tests).
+# Debian packages the suite drives: chromium (browser tests, review-pack PDFs), prometheus (extractor
+# tests), poppler-utils (pdfinfo, pdftoppm: the review-pack tests read the PDFs).
 system-packages:
 	@bash tools/ensure_system_packages.sh
 
-demo: envs
+demo: envs chromium
 	@./slm demo
 
 test: envs system-packages

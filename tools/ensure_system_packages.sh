@@ -2,15 +2,16 @@
 # Make sure the Debian packages the test suite drives are installed:
 #   chromium    /usr/bin/chromium     the browser tests (Playwright with Debian's build)
 #   prometheus  /usr/bin/prometheus   the Prometheus extractor tests (a real server on loopback)
+#   poppler-utils  /usr/bin/pdfinfo   the review-pack tests (pdfinfo, pdftoppm read the printed PDFs)
 # Idempotent: silent and instant when everything is there. Installs as root; otherwise says what to run.
 # Never starts a service: the tests start their own prometheus, on 127.0.0.1 with a throw-away data dir.
 set -euo pipefail
 
-declare -A BINARY=([chromium]=/usr/bin/chromium [prometheus]=/usr/bin/prometheus)
-declare -A EXTRA=([chromium]="fonts-liberation fonts-dejavu-core" [prometheus]="")
+declare -A BINARY=([chromium]=/usr/bin/chromium [prometheus]=/usr/bin/prometheus [poppler-utils]=/usr/bin/pdfinfo)
+declare -A EXTRA=([chromium]="fonts-liberation fonts-dejavu-core" [prometheus]="" [poppler-utils]="")
 
 WANTED=("$@")
-[ ${#WANTED[@]} -gt 0 ] || WANTED=(chromium prometheus)
+[ ${#WANTED[@]} -gt 0 ] || WANTED=(chromium prometheus poppler-utils)
 
 PKGS=()
 for name in "${WANTED[@]}"; do
