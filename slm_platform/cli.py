@@ -69,7 +69,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from slm_platform.settings import slm_home
 
     out = Path(args.out) if args.out else slm_home() / "drops" / "demo"
-    counts = demo_data.generate(out, seed=args.seed, start=args.start, months=args.months)
+    if args.months < 1:
+        raise StackError("--months must be at least 1")
+    start, months = demo_data.demo_window(demo_data.DEMO_DATE, args.months)
+    counts = demo_data.generate(out, seed=args.seed, start=args.start or start, months=months)
     for name, n in counts.items():
         _say(f"  {name:14} {n:>8} rows")
     _say(f"demo drop written to {out}")
@@ -330,10 +333,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from slm_platform import demo_data, stack, superset_setup
     from slm_platform.settings import slm_home
 
+    if args.months < 1:
+        raise StackError("--months must be at least 1")
     st = stack.up(stack.COMPONENTS, _say)
     drop = slm_home() / "drops" / "demo"
-    _say("==> generating demo data")
-    demo_data.generate(drop)
+    start, months = demo_data.demo_window(args.date, args.months)
+    _say(f"==> generating demo data: {months} months from {start:%Y-%m}")
+    demo_data.generate(drop, start=start, months=months)
     _run_nightly(args.date, drop)
     _say("==> provisioning Superset (bundle, roles, users, row-level security)")
     users = superset_setup.provision_stack(_say)
@@ -365,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("generate", help="write the deterministic demo data set as a canonical drop")
     s.add_argument("--out", help="folder (default: $SLM_HOME/drops/demo)")
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--start", type=date.fromisoformat, default=date(2026, 10, 1))
-    s.add_argument("--months", type=int, default=1)
+    s.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        help="first month (default: the months end with October 2026, the month before the demo date)",
+    )
+    s.add_argument("--months", type=int, default=13, help="months of history (default 13)")
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("import", help="load a canonical drop folder into the warehouse's raw schema")
@@ -462,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start the stack, load demo data, run the nightly DAG, provision Superset"
     )
     s.add_argument("--date", type=date.fromisoformat, default=date(2026, 11, 1))
+    s.add_argument("--months", type=int, default=13, help="months of history, ending before --date")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -1,8 +1,12 @@
-"""Deterministic demo drop in the canonical format: three clients, their services, a month (or more) of
-tickets with their history, 5-minute availability checks with outages, maintenance, surveys and SIP actions.
+"""Deterministic demo drop in the canonical format: three clients, their services, months of tickets with
+their history, 5-minute availability checks with outages, maintenance, surveys and SIP actions.
 
 Same seed and arguments => byte-identical files. Every timestamp carries an offset: ITSM data is written in
 the client's zone (so DST shows up as +01:00/+02:00), monitoring data in UTC (``Z``).
+
+The demo (``./slm generate``, ``./slm demo``) covers ``DEMO_MONTHS`` months ending with the month before the
+demo date (``demo_window``), so reviews have trends and previous periods to compare with; ``generate``
+itself defaults to one month (October 2026), the small drop the tests build marts from.
 """
 
 from __future__ import annotations
@@ -107,6 +111,15 @@ NPS_COMMENTS = (
     "Pricing is hard to follow.",
 )
 COMPLAINT_LOOKBACK = timedelta(days=14)
+# The demo's run date (the nightly of that day covers the day before) and how much history it gets.
+DEMO_DATE = date(2026, 11, 1)
+DEMO_MONTHS = 13
+# History details (long monitoring gaps, slow SIP actions) draw from streams of their own, one per month for
+# the gaps, so that they left every other generated value unchanged.
+LONG_GAP_SHARE = 0.5  # share of months in which one monitored service loses its probe for hours
+LONG_GAP_HOURS = (8, 36)  # over 1 % of a month: the review's coverage threshold (99 %) is crossed
+SLOW_ACTION_DAYS = (31, 150)  # an action not closed within its usual 2-20 days closes 1-5 months later ...
+FORGOTTEN_ACTION_SHARE = 0.15  # ... or never
 
 
 def _ts(dt: datetime, tz: str | None = None) -> str:
@@ -123,6 +136,14 @@ def _pick(rnd: random.Random, weights: dict[str, float]) -> str:
 def _add_months(d: date, n: int) -> date:
     y, m = divmod(d.month - 1 + n, 12)
     return date(d.year + y, m + 1, 1)
+
+
+def demo_window(demo_date: date = DEMO_DATE, months: int = DEMO_MONTHS) -> tuple[date, int]:
+    """(start, months) of the demo history: ``months`` whole months ending with the month before
+    ``demo_date`` (2026-11-01 -> October 2025 .. October 2026)."""
+    if months < 1:
+        raise ValueError("months must be >= 1")
+    return _add_months(demo_date.replace(day=1), -months), months
 
 
 @dataclass
@@ -176,6 +197,8 @@ class _Generator:
         self.n_action = 0
         self.clients = {c.code: c for c in CLIENTS}
         self.rnd_feedback = random.Random(f"feedback-{seed}")
+        self.rnd_actions = random.Random(f"actions-{seed}")
+        self.seed = seed
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _local_time(self, client: Client, month_start: date, business: bool) -> datetime:
@@ -389,6 +412,7 @@ class _Generator:
         gap_service = rnd.choice(monitored)
         gap_start = month_start + timedelta(minutes=5 * rnd.randrange(100, 8000))
         gap_end = gap_start + timedelta(minutes=70)
+        long_gap = self._long_gap(month, month_start, month_end, monitored, outages)
         for service in monitored:
             down = [(s, e) for svc, s, e in outages if svc is service]
             # Part of each approved maintenance window is down (and must not count as downtime).
@@ -401,9 +425,33 @@ class _Generator:
                 if not (service is gap_service and gap_start <= t < gap_end):
                     is_down = any(s <= t < e for s, e in down)
                     latency = "" if is_down else str(int(self.rnd.lognormvariate(0, 0.35) * 120))
-                    rows.append([service.code, _ts(t), "down" if is_down else "up", latency])
+                    # A check lost in a long gap still drew its latency: the main stream stays as it was.
+                    if not (long_gap and service is long_gap[0] and long_gap[1] <= t < long_gap[2]):
+                        rows.append([service.code, _ts(t), "down" if is_down else "up", latency])
                 t += CHECK_INTERVAL
         return outages
+
+    def _long_gap(
+        self,
+        month: date,
+        month_start: datetime,
+        month_end: datetime,
+        monitored: list[Service],
+        outages: list[tuple[Service, datetime, datetime]],
+    ) -> tuple[Service, datetime, datetime] | None:
+        """In some months a probe is lost for hours (the service's coverage drops below 99 %); never over
+        an outage of that service, whose down checks must stay visible."""
+        rnd = random.Random(f"history-{self.seed}-{month:%Y-%m}")
+        if rnd.random() >= LONG_GAP_SHARE:
+            return None
+        service = rnd.choice(monitored)
+        length = timedelta(hours=rnd.randint(*LONG_GAP_HOURS))
+        steps = int((month_end - month_start - length) / CHECK_INTERVAL)
+        for _ in range(20):
+            start = month_start + CHECK_INTERVAL * rnd.randrange(steps)
+            if not any(svc is service and s < start + length and start < e for svc, s, e in outages):
+                return service, start, start + length
+        return None
 
     # -- satisfaction and improvement --------------------------------------------------------------------
     def _survey(
@@ -500,7 +548,13 @@ class _Generator:
         if closed < self.end and rnd.random() < 0.8:
             status = "done" if rnd.random() < 0.9 else "cancelled"
         else:
-            status, closed = "open", None
+            # Not closed in the usual time: a slow action, closed one to five months later, or forgotten. In a
+            # one-month drop none closes before its end; with history they make the overdue register.
+            slow = opened + timedelta(days=self.rnd_actions.randrange(*SLOW_ACTION_DAYS))
+            if slow < self.end and self.rnd_actions.random() >= FORGOTTEN_ACTION_SHARE:
+                status, closed = "done", slow
+            else:
+                status, closed = "open", None
         self.drop.rows["sip_actions"].append(
             [
                 f"SIP{self.n_action:05d}",
