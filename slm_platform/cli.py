@@ -314,6 +314,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_pack(args: argparse.Namespace) -> int:
+    """Build one service review pack (HTML + PDF) from the published marts; exit 2 when it cannot exist."""
+    import psycopg2
+
+    from slm_platform.reports.pdf import PdfError
+    from slm_platform.reports.periods import PeriodError, parse_period
+    from slm_platform.reports.review_data import ReviewDataError
+    from slm_platform.reports.review_pack import build_pack
+    from slm_platform.settings import slm_home
+
+    try:
+        period = parse_period(args.period)
+    except PeriodError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else slm_home() / "reports"
+    conn = psycopg2.connect(_warehouse_dsn(args))
+    try:
+        res = build_pack(conn, args.client, period, args.edition, out, schema=args.schema)
+    except ReviewDataError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    except PdfError as exc:
+        raise StackError(str(exc)) from exc
+    finally:
+        conn.close()
+    _say(str(res.html_path))
+    _say(str(res.pdf_path))
+    return 0
+
+
 def cmd_contracts(args: argparse.Namespace) -> int:
     from slm_platform import contracts
 
@@ -458,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--drop", help="extract from this drop folder instead of the configured sources")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("review-pack", help="build a service review pack (HTML + PDF) for a client and period")
+    s.add_argument("--client", required=True, help="client code (e.g. ACME)")
+    s.add_argument("--period", required=True, help="2026-10 (month), 2026-Q4 (quarter) or 2026 (year)")
+    s.add_argument("--edition", choices=["client", "manager"], default="client")
+    s.add_argument("--out", help="folder (default: $SLM_HOME/reports)")
+    s.add_argument("--schema", default="marts", help="schema of the marts (default: marts)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_review_pack)
 
     s = sub.add_parser("contracts", help="contract catalogue")
     s.add_argument("action", choices=["validate"])

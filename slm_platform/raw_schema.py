@@ -51,6 +51,20 @@ create table if not exists raw.quality_gate_runs (
     finished_at    timestamptz,
     checkpoints    jsonb
 );
+-- the review packs generated (slm_platform/reports/registry.py): one row per client x period x edition
+create table if not exists raw.review_packs (
+    client_code   text not null,
+    period_type   text not null check (period_type in ('month', 'quarter', 'year')),
+    period_start  date not null,
+    period_label  text not null,
+    edition       text not null check (edition in ('client', 'manager')),
+    html_path     text not null,
+    pdf_path      text not null,
+    pages         integer not null,
+    generated_at  timestamptz not null,
+    as_of         timestamptz not null,
+    primary key (client_code, period_type, period_start, edition)
+);
 """
 
 
