@@ -1,4 +1,5 @@
-"""Nightly pipeline: extract → load (raw) + contracts → quality gate (GX) → dbt build (Cosmos) → publish.
+"""Nightly pipeline: extract → load (raw) + contracts → quality gate (GX) → dbt build (Cosmos) → publish →
+review packs (on the runs that close a month, quarter or year).
 
 The dbt part is ONE `dbt build` (Cosmos watcher mode) with a task per model and per model's tests that
 reports its outcome; dbt gets `--vars as_of: <data_interval_end>` as the cut-off of open clocks.
@@ -163,8 +164,26 @@ def slm_nightly() -> None:
 
         publish_marts(_warehouse_dsn())
 
+    @task
+    def review_packs() -> list[dict]:
+        """The service review packs of the periods this run closes, for every client, both editions: the
+        run whose data interval ends on the 1st of a month closes that month (and the quarter on the 1st of
+        a quarter, the year on 1 January); other runs build nothing. Files are replaced and registry rows
+        upserted, so a rerun of the night gives the same packs (generated_at aside)."""
+        from slm_platform.reports.review_pack import build_closed_period_packs
+
+        ctx = get_current_context()
+        home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
+        results = build_closed_period_packs(
+            _warehouse_dsn(), ctx["data_interval_end"].date(), home / "reports", log=print
+        )
+        return [
+            {"client": r.client_code, "period": r.period.label, "edition": r.edition, "pdf": str(r.pdf_path)}
+            for r in results
+        ]
+
     landing = extract()
-    [check_raw(load(landing)), load_contracts(landing)] >> dbt >> publish()
+    [check_raw(load(landing)), load_contracts(landing)] >> dbt >> publish() >> review_packs()
 
 
 slm_nightly()
