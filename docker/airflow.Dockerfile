@@ -18,6 +18,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_NO_CACHE=1
 
+# Debian's headless chromium prints the service review packs to PDF (slm_platform/reports/pdf.py, the
+# nightly's review_packs task); the fonts their CSS names (Liberation), DejaVu as the fallback.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium fonts-liberation fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/* \
+ && chromium --version
+
 RUN pip install "uv==${UV_VERSION}"
 
 # Airflow environment first (the slow layer; it changes only with the lock file).
