@@ -197,22 +197,22 @@ def test_agreement_support_matches_the_catalogue(built: Built) -> None:
 
     by_key = {(r["sla_agreement_id"], r["sla_valid_from"], r["sla_objective_id"]): r for r in rows}
     # Worked example 7, in both ACME versions: 30 + 120 + 240 = 390 > 240, the carrier's UC is the cause.
-    for valid_from in (date(2026, 1, 1), date(2026, 7, 1)):
+    for valid_from in (date(2025, 7, 1), date(2026, 7, 1)):
         p1 = by_key[("SLA-ACME-2026", valid_from, "SLA-ACME-2026/resolution/incident/P1")]
         assert p1["chain"] == "OLA-SERVICEDESK:30 + OLA-NETWORK:120 + UC-CARRIER-X:240"
         assert (p1["chain_target_minutes"], p1["is_supported"]) == (390, False)
         assert p1["weakest_link"] == "UC-CARRIER-X"
     # The amendment tightened P2 to 360: 60 + 120 + 300 = 480 no longer fits (it did against 480).
-    assert by_key[("SLA-ACME-2026", date(2026, 1, 1), "SLA-ACME-2026/resolution/incident/P2")]["is_supported"]
+    assert by_key[("SLA-ACME-2026", date(2025, 7, 1), "SLA-ACME-2026/resolution/incident/P2")]["is_supported"]
     p2 = by_key[("SLA-ACME-2026", date(2026, 7, 1), "SLA-ACME-2026/resolution/incident/P2")]
     assert (p2["chain_target_minutes"], p2["is_supported"]) == (480, False)
     assert p2["weakest_link"] == "UC-CARRIER-X"
     # GLOBEX reaches the carrier through the network OLA's own chain: 390 <= 480, supported.
-    globex = by_key[("SLA-GLOBEX-2026", date(2026, 1, 1), "SLA-GLOBEX-2026/resolution/incident/P1")]
+    globex = by_key[("SLA-GLOBEX-2026", date(2025, 7, 1), "SLA-GLOBEX-2026/resolution/incident/P1")]
     assert (globex["chain_target_minutes"], globex["is_supported"]) == (390, True)
     assert globex["weakest_link"] is None
     # A chain member without a P3 objective is a missing link, named as the cause.
-    p3 = by_key[("SLA-GLOBEX-2026", date(2026, 1, 1), "SLA-GLOBEX-2026/resolution/incident/P3")]
+    p3 = by_key[("SLA-GLOBEX-2026", date(2025, 7, 1), "SLA-GLOBEX-2026/resolution/incident/P3")]
     assert (p3["missing_links"], p3["is_supported"], p3["weakest_link"]) == (
         "OLA-NETWORK, UC-CARRIER-X", False, "OLA-NETWORK")
 
