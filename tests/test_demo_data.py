@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from slm_platform import cli, demo_data
 from slm_platform.canonical import ENTITY_BY_NAME, TSTZ
-from slm_platform.demo_data import generate
+from slm_platform.demo_data import demo_window, generate
 from slm_platform.loader import load_drop
 
 OFFSET_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
@@ -135,4 +136,107 @@ def test_every_file_loads_without_quarantine(fresh_db: str, drop) -> None:
     results = load_drop(fresh_db, out)
     assert {r.entity: (r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results} == {
         name: (n, n, 0) for name, n in counts.items()
+    }
+
+
+# ---------------------------------------------------------------------------------- the demo's history
+
+CUT_OFF = date(2026, 11, 1)  # the demo's run date: its nightly's cut-off
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo drop as `./slm generate` writes it by default."""
+    out = tmp_path_factory.mktemp("history")
+    assert cli.main(["generate", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_window_is_the_13_months_before_the_demo_date() -> None:
+    assert demo_window() == (date(2025, 10, 1), 13)
+    assert demo_window(date(2026, 11, 15), 4) == (date(2026, 7, 1), 4)
+    assert demo_window(date(2026, 1, 1), 1) == (date(2025, 12, 1), 1)
+    with pytest.raises(ValueError):
+        demo_window(CUT_OFF, 0)
+
+
+def test_cli_default_is_a_year_of_history_deterministic(history: Path, tmp_path: Path) -> None:
+    counts = generate(tmp_path / "again", start=date(2025, 10, 1), months=13)
+    for name in ENTITY_BY_NAME:
+        assert (history / f"{name}.csv").read_bytes() == (tmp_path / "again" / f"{name}.csv").read_bytes(), (
+            name
+        )
+    months = Counter(t["opened_at"][:7] for t in read(history / "tickets.csv"))
+    assert sorted(months) == [f"2025-{m}" for m in ("10", "11", "12")] + [
+        f"2026-{m:02d}" for m in range(1, 11)
+    ]
+    assert all(380 <= n <= 600 for n in months.values()), months  # every month has a month's volume
+    assert counts["tickets"] == sum(months.values())
+    # --start and --months still choose the window.
+    assert (
+        cli.main(["generate", "--out", str(tmp_path / "two"), "--start", "2026-09-01", "--months", "2"]) == 0
+    )
+    assert {t["opened_at"][:7] for t in read(tmp_path / "two" / "tickets.csv")} == {"2026-09", "2026-10"}
+    assert cli.main(["generate", "--out", str(tmp_path / "four"), "--months", "4"]) == 0
+    assert {t["opened_at"][:7] for t in read(tmp_path / "four" / "tickets.csv")} == {
+        "2026-07",
+        "2026-08",
+        "2026-09",
+        "2026-10",
+    }
+
+
+def test_history_has_coverage_gaps_in_some_months(history: Path) -> None:
+    """Unmeasured share of each monitored service's month, from the 5-minute grid: some months lose over 1 %
+    (the review's coverage threshold), most do not."""
+    seen: Counter = Counter()
+    for c in read(history / "checks.csv"):
+        seen[(c["service_code"], c["checked_at"][:7])] += 1
+    missing = {}
+    for (service, month), n in seen.items():
+        first = date.fromisoformat(month + "-01")
+        days = ((first + timedelta(days=32)).replace(day=1) - first).days
+        missing[(service, month)] = 1 - n / (days * 288)
+    below = sorted(k for k, share in missing.items() if share > 0.01)
+    assert 3 <= len(below) <= len(missing) // 4, below
+    assert len({month for _, month in below}) >= 3, below
+
+
+def test_history_has_overdue_and_late_sip_actions(history: Path) -> None:
+    actions = read(history / "sip_actions.csv")
+    overdue = [a for a in actions if a["status"] == "open" and date.fromisoformat(a["due_on"]) < CUT_OFF]
+    late = [
+        a
+        for a in actions
+        if a["closed_at"] and datetime.fromisoformat(a["closed_at"]).date() > date.fromisoformat(a["due_on"])
+    ]
+    assert overdue and late
+    # Overdue ones come from several months, not only the last: the register has a past.
+    assert len({a["opened_at"][:7] for a in overdue}) >= 3, overdue
+    assert len(overdue) < len(actions) / 4
+    # A closed action was closed after it was opened, and before the cut-off.
+    for a in actions:
+        if a["closed_at"]:
+            closed = datetime.fromisoformat(a["closed_at"])
+            assert (
+                datetime.fromisoformat(a["opened_at"]) < closed < datetime(2026, 11, 1, tzinfo=closed.tzinfo)
+            )
+
+
+def test_history_details_leave_every_other_value_unchanged(
+    history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without long gaps and slow actions the drop differs only in those: the rest drew the same values."""
+    monkeypatch.setattr(demo_data, "LONG_GAP_SHARE", 0.0)
+    generate(tmp_path / "plain", start=date(2025, 10, 1), months=13)
+    for name in ("tickets", "ticket_events", "surveys", "outages", "maintenance"):
+        assert (history / f"{name}.csv").read_bytes() == (tmp_path / "plain" / f"{name}.csv").read_bytes(), (
+            name
+        )
+    plain = {tuple(r.values()) for r in read(tmp_path / "plain" / "checks.csv")}
+    gapped = {tuple(r.values()) for r in read(history / "checks.csv")}
+    assert gapped < plain  # the same checks, some removed
+    opened = {a["action_id"]: (a["opened_at"], a["due_on"]) for a in read(history / "sip_actions.csv")}
+    assert opened == {
+        a["action_id"]: (a["opened_at"], a["due_on"]) for a in read(tmp_path / "plain" / "sip_actions.csv")
     }
