@@ -25,6 +25,8 @@ from cosmos.constants import (
     TestBehavior,
 )
 
+from slm_platform.incident_review import release_build_lock, take_build_lock
+
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = Path(os.environ.get("SLM_DBT_PROJECT", REPO / "dbt_project"))
 DBT_EXECUTABLE = os.environ.get("SLM_DBT_EXECUTABLE", str(REPO / ".venvs" / "dbt" / "bin" / "dbt"))
@@ -32,6 +34,8 @@ MARTS = Asset(name="slm_marts", uri="slm://warehouse/marts")
 # The cut-off of every "still open" clock: the end of the run's data interval, not the latest loaded
 # timestamp, so a rerun of the same night computes the same figures whatever was loaded since.
 DBT_VARS = {"as_of": "{{ data_interval_end.isoformat() }}"}
+# Shared with slm_incident_review: one dbt build or publish at a time (slm_platform.incident_review.POOL).
+MARTS_BUILD_POOL = "slm_marts_build"
 
 default_args = {"owner": "slm", "retries": 1, "retry_delay": timedelta(seconds=30)}
 
@@ -141,7 +145,14 @@ def slm_nightly() -> None:
             invocation_mode=InvocationMode.SUBPROCESS,
             # A producer retry would not rebuild: Cosmos skips it, and the skip would let publish through
             # while a failed test is only reported by its own task. No retry: a failed build fails the run.
-            setup_operator_args={"retries": 0},
+            # The pool (one slot) and the warehouse build lock (taken by `dags test` runs too, which ignore
+            # pools) keep an incident review's dbt build from running at the same time (incident_review.py).
+            setup_operator_args={
+                "retries": 0,
+                "pool": MARTS_BUILD_POOL,
+                "pre_execute": take_build_lock,
+                "post_execute": release_build_lock,
+            },
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
@@ -157,7 +168,13 @@ def slm_nightly() -> None:
     )
     _consumers_after_producer(dbt)
 
-    @task(retries=0, outlets=[MARTS])
+    @task(
+        retries=0,
+        outlets=[MARTS],
+        pool=MARTS_BUILD_POOL,
+        pre_execute=take_build_lock,
+        post_execute=release_build_lock,
+    )
     def publish() -> None:
         """Swap the freshly built and tested marts into the schema dashboards read, atomically."""
         from slm_platform.publish import publish_marts

@@ -8,6 +8,10 @@ Connection ``servicenow_default``: host = instance URL (or ``instance.service-no
 (basic) or extra ``oauth_token``; extra ``client_map`` / ``service_map`` (display name → code),
 ``default_client``, ``default_service``, ``page_size``. Connection ``slm_warehouse``: the warehouse
 PostgreSQL. The load task updates the ``slm_servicenow_raw`` asset so that other DAGs can be scheduled on it.
+
+A major incident the run loads resolved, with no review yet, triggers its review (DAG
+``slm_incident_review``, run id ``incident_review__<ticket>``): one per incident, claimed in
+raw.incident_reviews before the trigger.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICENOW_CONN_ID = "servicenow_default"
 WAREHOUSE_CONN_ID = "slm_warehouse"
+INCIDENT_REVIEW_DAG = "slm_incident_review"
 SERVICENOW_RAW = Asset(name="slm_servicenow_raw", uri="slm://warehouse/raw/servicenow")
 
 default_args = {"owner": "slm", "retries": 2, "retry_delay": timedelta(minutes=2)}
@@ -101,7 +107,30 @@ def slm_servicenow() -> None:
         results = load_drop(dsn, Path(extracted["landing"]), source="servicenow")
         return [r.reconciliation() for r in results]
 
-    load(extract())
+    @task
+    def claim_reviews(batches: list[dict]) -> list[dict]:
+        """Major incidents this run loaded resolved that have no review yet: claimed in
+        raw.incident_reviews (so no later run claims them again), one review run each."""
+        import psycopg2
+        from airflow.sdk import Connection
+
+        from slm_platform.incident_review import claim_unreviewed, data_run_id
+
+        ids = [b["batch_id"] for b in batches if b["entity"] == "tickets" and b["loaded"]]
+        dsn = Connection.get(WAREHOUSE_CONN_ID).get_uri().replace("postgres://", "postgresql://", 1)
+        conn = psycopg2.connect(dsn)
+        try:
+            claimed = claim_unreviewed(conn, ids, data_run_id)
+        finally:
+            conn.close()
+        print(f"major incidents resolved without a review: {claimed or 'none'}")
+        return [{"trigger_run_id": data_run_id(t), "conf": {"ticket_id": t}} for t in claimed]
+
+    # One mapped trigger per claimed incident; the run id is the incident's, so a second trigger of the
+    # same incident (a rerun of this interval) is skipped instead of starting a second review.
+    TriggerDagRunOperator.partial(
+        task_id="trigger_review", trigger_dag_id=INCIDENT_REVIEW_DAG, skip_when_already_exists=True
+    ).expand_kwargs(claim_reviews(load(extract())))
 
 
 slm_servicenow()

@@ -345,6 +345,57 @@ def cmd_review_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incident_review(args: argparse.Namespace) -> int:
+    """Trigger the real slm_incident_review DAG on the running stack, follow it, say where the report is.
+
+    Bad parameters (the DAG's JSON schema, then the same checks as its validate task, against the
+    warehouse) give one line and exit 2 before any run exists."""
+    import psycopg2
+
+    from slm_platform import incident_review as ir
+    from slm_platform import stack
+
+    conf: dict = {"ticket_id": args.ticket_id, "window_from": args.window_from, "window_to": args.window_to}
+    conf["clients"] = args.client or []
+    try:
+        ir.check_schema(conf)
+        conn = psycopg2.connect(_warehouse_dsn(args))
+        try:
+            conn.set_session(readonly=True)
+            plan = ir.plan_review(conn, conf)
+        finally:
+            conn.close()
+    except ir.Refused as exc:
+        print(f"ERROR: review refused: {exc}", file=sys.stderr)
+        return 2
+    st = stack.status()
+    if not st.get("airflow", {}).get("running"):
+        raise StackError("Airflow is not running: start it with ./slm stack up")
+    api = ir.AirflowApi(st["airflow"]["url"], "admin", stack.credentials()["airflow_admin_password"])
+    resp = api.trigger(conf)
+    if 400 <= resp.status_code < 500:
+        print(f"ERROR: review refused by Airflow: {ir.api_error(resp)}", file=sys.stderr)
+        return 2
+    resp.raise_for_status()
+    run_id = resp.json()["dag_run_id"]
+    _say(
+        f"==> reviewing {plan.ticket_id}: window [{plan.window_from.isoformat()},"
+        f" {plan.window_to.isoformat()}], clients {', '.join(plan.clients)}; run {run_id}"
+    )
+    state, tasks = ir.follow(api, run_id, _say)
+    if state != "success":
+        failed = [t for t, s in tasks.items() if s == "failed"]
+        raise StackError(
+            f"the review ended in state {state!r} (failed: {', '.join(failed)}); {st['airflow']['url']}"
+        )
+    _say(f"    review published ({st['airflow']['url']}/dags/{ir.DAG_ID}/runs/{run_id})")
+    report = api.get(f"dags/{ir.DAG_ID}/dagRuns/{run_id}/taskInstances/finish/xcomEntries/return_value")[
+        "value"
+    ].get("report")
+    _say(f"    report: {report}" if report else "    report: none (this DAG has no report task yet)")
+    return 0
+
+
 def cmd_contracts(args: argparse.Namespace) -> int:
     from slm_platform import contracts
 
@@ -498,6 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schema", default="marts", help="schema of the marts (default: marts)")
     s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
     s.set_defaults(func=cmd_review_pack)
+
+    s = sub.add_parser(
+        "incident-review",
+        help="review a major incident: trigger the slm_incident_review DAG, follow it, print the report",
+    )
+    s.add_argument("ticket_id", help="the major incident's ticket id")
+    s.add_argument("--from", dest="window_from", help="window start, ISO-8601 with zone (default: opened)")
+    s.add_argument("--to", dest="window_to", help="window end, ISO-8601 with zone (default: resolved)")
+    s.add_argument("--client", action="append", help="a client whose report edition to write (repeatable)")
+    s.add_argument("--dsn", help="warehouse DSN (default: the stack's warehouse)")
+    s.set_defaults(func=cmd_incident_review)
 
     s = sub.add_parser("contracts", help="contract catalogue")
     s.add_argument("action", choices=["validate"])

@@ -22,6 +22,8 @@ def publish_marts(
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
+            # Serialised with an incident review's table-by-table publish (slm_platform.incident_review).
+            cur.execute("select pg_advisory_xact_lock(hashtext('slm_platform.publish'))")
             cur.execute(
                 "select table_name from information_schema.tables where table_schema = %s order by 1",
                 (build,),

@@ -263,6 +263,10 @@ def airflow_up(log: Log) -> str:
     write_private_json(pw_file, {"admin": creds["airflow_admin_password"]})
     log("    migrating the Airflow metadata database")
     _airflow(["db", "migrate"], env, log, "airflow db migrate")
+    from slm_platform.incident_review import POOL, POOL_DESCRIPTION
+
+    # The nightly's and the incident review's dbt builds and publishes share it (one slot).
+    _airflow(["pools", "set", POOL, "1", POOL_DESCRIPTION], env, log, "airflow pools set")
     from slm_platform import dbt_runner
 
     # Cosmos renders the dbt task group from this manifest; parsing with the tasks' own env

@@ -364,6 +364,8 @@ class _Extractor:
                 "status": mapping.status_from_code(current["state"], current["hold_reason"]),
                 "assignment_group": _display(inc.get("assignment_group")),
                 "category": _value(inc.get("category")),
+                # accepted by Major Incident Management; otherwise unknown (left empty, as before)
+                "is_major": True if _value(inc.get("major_incident_state")) == "accepted" else None,
                 "updated_at": mapping.api_timestamp(_value(inc.get("sys_updated_on"))),
             }
         )
@@ -415,6 +417,8 @@ def extract_incidents(
             "closed_at",
             "sys_updated_on",
             "category",
+            # Major Incident Management (absent without the plugin: an unknown field is left out, not refused)
+            "major_incident_state",
             fmap.client_field,
             *fmap.service_fields,
         }

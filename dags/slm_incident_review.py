@@ -1,0 +1,258 @@
+"""Review of one major incident, on demand: validate → re-extract its window → load → quality gate →
+rebuild what it touches (dbt selection) → publish → incident report.
+
+Triggered from the UI's form, the REST API (``POST /api/v2/dags/slm_incident_review/dagRuns`` with a conf),
+``./slm incident-review TICKET_ID``, or by the data: the hourly ``slm_servicenow`` run triggers one review
+per major incident it loads resolved (run id ``incident_review__<ticket>``, claimed in raw.incident_reviews).
+
+Params are typed with a JSON schema, so malformed values are refused before a run exists; the ``validate``
+task then checks them against the warehouse (unknown ticket, not a major incident, window reversed or longer
+than SLM_INCIDENT_MAX_WINDOW_HOURS, unknown client) and refuses, naming the parameter, before anything is
+written. Concurrency: one review at a time (max_active_runs=1); its dbt build and publish (one task) run in
+the pool ``slm_marts_build`` (one slot) shared with the nightly's dbt build and publish, and under the
+warehouse build lock they also take (``airflow dags test`` ignores pools). The review builds into its own
+schema (marts_build_review) and publishes table by table in one transaction. Every result is keyed on
+the conf and the data (the cut-off comes from the data, never from the clock): a rerun gives the same.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from slm_platform.incident_review import DAG_ID, PARAM_SCHEMAS, POOL
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICENOW_CONN_ID = "servicenow_default"
+PROMETHEUS_CONN_ID = "prometheus_default"
+MARTS = Asset(name="slm_marts", uri="slm://warehouse/marts")
+
+default_args = {"owner": "slm", "retries": 1, "retry_delay": timedelta(seconds=20)}
+
+
+def _warehouse_dsn() -> str:
+    from airflow.sdk import Connection
+
+    return Connection.get("slm_warehouse").get_uri().replace("postgres://", "postgresql://", 1)
+
+
+def _work_dir(key: str) -> Path:
+    home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
+    return home / "incident_reviews" / key
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,  # one review at a time: a second one queues until the first has published
+    is_paused_upon_creation=False,  # no schedule: only triggered runs, which a paused DAG would not start
+    default_args=default_args,
+    tags=["slm", "incident", "review"],
+    doc_md=__doc__,
+    params={
+        "ticket_id": Param(**PARAM_SCHEMAS["ticket_id"]),
+        "window_from": Param(None, **PARAM_SCHEMAS["window_from"]),
+        "window_to": Param(None, **PARAM_SCHEMAS["window_to"]),
+        "clients": Param([], **PARAM_SCHEMAS["clients"]),
+    },
+)
+def slm_incident_review() -> None:
+    @task
+    def validate() -> dict:
+        """Check the parameters against the warehouse (read only); a refusal names each bad parameter and
+        fails the run at once, with nothing written. An accepted review is recorded as running."""
+        import psycopg2
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from slm_platform import incident_review as ir
+
+        ctx = get_current_context()
+        conf = {k: ctx["params"].get(k) for k in ir.PARAM_SCHEMAS}
+        dsn = _warehouse_dsn()
+        conn = psycopg2.connect(dsn)
+        try:
+            conn.set_session(readonly=True)
+            try:
+                plan = ir.plan_review(conn, conf)
+            except ir.Refused as exc:
+                for param, why in exc.problems:
+                    print(f"REFUSED {param}: {why}")
+                raise AirflowFailException(f"review refused: {exc}") from None
+            conn.rollback()
+            conn.set_session(readonly=False)
+            by = "data" if ctx["dag_run"].run_id == ir.data_run_id(plan.ticket_id) else "manual"
+            ir.record_review(
+                conn,
+                plan.ticket_id,
+                ctx["dag_run"].run_id,
+                conf,
+                "running",
+                triggered_by=by,
+                as_of=plan.as_of,
+            )
+        finally:
+            conn.close()
+        print(
+            f"review of {plan.ticket_id} ({plan.client_code}/{plan.service_code}): window"
+            f" [{plan.window_from.isoformat()}, {plan.window_to.isoformat()}], affected services"
+            f" {plan.affected_services}, clients {plan.affected_clients}; cut-off {plan.as_of.isoformat()}"
+        )
+        return plan.to_xcom()
+
+    @task
+    def extract(plan: dict) -> list[dict]:
+        """Re-extract the incident window from the sources that support it (ServiceNow Table API,
+        Prometheus) into the review's landing folders; a source without a connection is skipped."""
+        from datetime import datetime
+
+        from slm_platform.monitoring import prometheus as prom
+        from slm_platform.servicenow import table_api as sn
+
+        start, end = datetime.fromisoformat(plan["window_from"]), datetime.fromisoformat(plan["window_to"])
+        landing = _work_dir(plan["key"]) / "landing"
+        out: list[dict] = []
+        conn = _connection(SERVICENOW_CONN_ID)
+        if conn is None:
+            print(f"servicenow: no connection {SERVICENOW_CONN_ID!r}: skipped")
+        else:
+            extra = conn.extra_dejson or {}
+            target = landing / "servicenow"
+            target.mkdir(parents=True, exist_ok=True)
+            res = sn.extract_incidents(
+                sn.base_url_from_connection(conn),
+                sn.auth_from_connection(conn),
+                start,
+                end,
+                target,
+                page_size=int(extra.get("page_size", 500)),
+                fields=sn.FieldMapping(
+                    client_map=dict(extra.get("client_map") or {}),
+                    service_map=dict(extra.get("service_map") or {}),
+                    default_client=extra.get("default_client"),
+                    default_service=extra.get("default_service"),
+                ),
+            )
+            print(f"servicenow: {res.incidents} incidents, {res.events} events in (start, end]")
+            out.append({"source": "servicenow", "landing": str(target)})
+        conn = _connection(PROMETHEUS_CONN_ID)
+        if conn is None:
+            print(f"prometheus: no connection {PROMETHEUS_CONN_ID!r}: skipped")
+        else:
+            extra = conn.extra_dejson or {}
+            config_path = (
+                extra.get("config") or os.environ.get("SLM_PROMETHEUS_CONFIG") or prom.DEFAULT_CONFIG
+            )
+            config = prom.load_config(config_path)
+            step = config.step_seconds
+            # whole steps, so a rerun asks for exactly the same samples
+            w_start = datetime.fromtimestamp(start.timestamp() // step * step, start.tzinfo)
+            target = landing / "prometheus"
+            res = prom.extract_checks(
+                config,
+                w_start,
+                end,
+                target,
+                url=prom.url_from_connection(conn) or config.url,
+                auth=prom.auth_from_connection(conn),
+                log=print,
+            )
+            out.append({"source": "prometheus", "landing": str(target)})
+        return out
+
+    @task
+    def load(landings: list[dict]) -> list[dict]:
+        from slm_platform.loader import load_drop
+
+        batches: list[dict] = []
+        for item in landings:
+            results = load_drop(_warehouse_dsn(), Path(item["landing"]), source=item["source"], log=print)
+            batches += [r.reconciliation() for r in results]
+        return batches
+
+    @task(retries=0)
+    def check_raw(batches: list[dict]) -> dict:
+        """The nightly's quality gate, on the batches loaded since the last passed window (this run's key)."""
+        from slm_platform.quality import raise_on_any_failure, run_gate
+
+        ctx = get_current_context()
+        gate = run_gate(_warehouse_dsn(), f"{DAG_ID}/{ctx['dag_run'].run_id}")
+        print(f"quality gate {gate.run_key}: load batches ({gate.after_batch}, {gate.through_batch}]")
+        results = raise_on_any_failure(gate.results)
+        return {
+            "batches": [gate.after_batch, gate.through_batch],
+            **{r.checkpoint: r.evaluated for r in results},
+        }
+
+    # A retry is safe (the build schema is dropped first, the publish is one transaction) but a failed dbt
+    # test will not heal: one retry, for a lost connection.
+    @task(pool=POOL, outlets=[MARTS])
+    def build_publish(plan: dict, gate: dict) -> dict:
+        """Under the warehouse build lock: dbt build of the incident marts and what they are computed from
+        into marts_build_review, at the later of the review's cut-off and the published one, then move the
+        rebuilt tables into `marts` in one transaction. Holding the lock through the publish means a nightly
+        publish (which takes it too) lands wholly before (its cut-off is then ours) or after (its own
+        complete, consistent build then replaces everything) - never a mix with an older cut-off."""
+        from datetime import datetime
+
+        import psycopg2
+
+        from slm_platform import incident_review as ir
+
+        # one dbt folder for every review (they never run at once): dbt's partial parse is reused
+        work = _work_dir("_dbt")
+        dsn = _warehouse_dsn()
+        ir.take_build_lock(dsn=dsn)  # released below, or when this task's process ends
+        try:
+            conn = psycopg2.connect(dsn)
+            try:
+                published = ir.published_as_of(conn)
+            finally:
+                conn.close()
+            as_of = datetime.fromisoformat(plan["as_of"])
+            if published and published > as_of:
+                print(f"a nightly published a later cut-off meanwhile: {published.isoformat()}")
+                as_of = published
+            ir.build(dsn, as_of, str(work))
+            tables = ir.publish(dsn)
+        finally:
+            ir.release_build_lock()
+        print(f"published {len(tables)} tables at cut-off {as_of.isoformat()}: {', '.join(tables)}")
+        return {"as_of": as_of.isoformat(), "tables": tables}
+
+    @task
+    def finish(plan: dict, published: dict) -> dict:
+        import psycopg2
+
+        from slm_platform import incident_review as ir
+
+        ctx = get_current_context()
+        conf = {k: ctx["params"].get(k) for k in ir.PARAM_SCHEMAS}
+        conn = psycopg2.connect(_warehouse_dsn())
+        try:
+            ir.record_review(
+                conn, plan["ticket_id"], ctx["dag_run"].run_id, conf, "success", as_of=published["as_of"]
+            )
+        finally:
+            conn.close()
+        return {"ticket_id": plan["ticket_id"], "as_of": published["as_of"], "published": published["tables"]}
+
+    plan = validate()
+    gate = check_raw(load(extract(plan)))
+    finish(plan, build_publish(plan, gate))
+
+
+slm_incident_review()
