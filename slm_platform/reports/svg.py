@@ -24,7 +24,7 @@ FONT = "font-family:Liberation Sans,Arial,Helvetica,sans-serif"
 @dataclass(frozen=True)
 class Point:
     label: str  # axis label (e.g. 2026-10)
-    key: str  # machine-readable key of the point (the period's start date)
+    key: str  # machine-readable key of the point (JSON, e.g. the period's start date)
     value: Decimal | float | int | None
 
 
@@ -129,7 +129,7 @@ def line_chart(
         colour = BAD if target is not None and v < target else NEUTRAL
         out.append(
             f'<circle cx="{_f(x(i))}" cy="{_f(y(v))}" r="2.8" fill="{colour}" data-figure="{escape(figure)}" '
-            f'data-period="{escape(p.key)}" data-value="{escape(data_value(p.value))}"/>'
+            f'data-key="{escape(p.key)}" data-value="{escape(data_value(p.value))}"/>'
         )
     last = next((p for p in reversed(points) if p.value is not None), None)
     if last is not None:
