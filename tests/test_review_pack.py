@@ -38,7 +38,7 @@ from slm_platform.reports.review_data import (
     MAX_VERBATIMS,
     TREND_PERIODS,
 )
-from slm_platform.reports.review_pack import build_closed_period_packs, build_pack
+from slm_platform.reports.review_pack import PackResult, build_closed_period_packs, build_pack, build_packs
 from slm_platform.settings import READER_ROLE, PgServer
 from tests.conftest import query_dicts, scratch_database, slm
 
@@ -100,6 +100,21 @@ def wh(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
         publish_marts(dsn)
         yield Warehouse(dsn, tmp / "packs")
+
+
+@pytest.fixture(scope="module")
+def packs(wh: Warehouse) -> dict[tuple[str, str, str], PackResult]:
+    """The packs the nightly of 2026-11-01 builds (October, every client, both editions), and 2026-Q3's of
+    ACME and GLOBEX: built once, read by the tests."""
+    built = build_closed_period_packs(wh.dsn, date(2026, 11, 1), wh.out, log=lambda _: None)
+    conn = psycopg2.connect(wh.dsn)
+    try:
+        built += build_packs(
+            conn, [parse_period("2026-Q3")], wh.out, clients=["ACME", "GLOBEX"], log=lambda _: None
+        )
+    finally:
+        conn.close()
+    return {(r.client_code, r.period.label, r.edition): r for r in built}
 
 
 # ------------------------------------------------------------------------------------ reading a pack
@@ -381,14 +396,10 @@ def test_period_parsing() -> None:
 @pytest.mark.parametrize(("client", "period_text"), CASES)
 @pytest.mark.parametrize("edition", ["manager", "client"])
 def test_every_printed_figure_equals_the_marts(
-    wh: Warehouse, client: str, period_text: str, edition: str
+    wh: Warehouse, packs: dict, client: str, period_text: str, edition: str
 ) -> None:
     period = parse_period(period_text)
-    conn = psycopg2.connect(wh.dsn)
-    try:
-        res = build_pack(conn, client, period, edition, wh.out)
-    finally:
-        conn.close()
+    res = packs[(client, period_text, edition)]
     pack = parse_pack(res.html_path.read_text())
     rows = expected_rows(wh.dsn, client, period)
     counts = expected_counts(rows, edition == "manager")
@@ -479,14 +490,12 @@ def _pdftotext(pdf: Path) -> str:
 
 @pytest.mark.parametrize("period_text", ["2026-10", "2026-Q3"])
 def test_client_edition_holds_nothing_of_other_clients_or_internal_teams(
-    wh: Warehouse, period_text: str
+    wh: Warehouse, packs: dict, period_text: str
 ) -> None:
-    conn = psycopg2.connect(wh.dsn)
-    try:
-        client_pack = build_pack(conn, "ACME", parse_period(period_text), "client", wh.out)
-        manager_pack = build_pack(conn, "ACME", parse_period(period_text), "manager", wh.out)
-    finally:
-        conn.close()
+    client_pack, manager_pack = (
+        packs[("ACME", period_text, "client")],
+        packs[("ACME", period_text, "manager")],
+    )
     forbidden = _forbidden_for(wh.dsn, "ACME")
     assert len(forbidden["tickets"]) > 100 and forbidden["teams and suppliers"] >= {
         "ServiceDesk",
@@ -523,13 +532,9 @@ def _first_page_ink(pdf: Path, tmp: Path) -> tuple[float, int]:
 
 @pytest.mark.parametrize("edition", ["client", "manager"])
 def test_pdf_opens_with_the_expected_pages_and_a_first_page_that_is_not_blank(
-    wh: Warehouse, edition: str, tmp_path: Path
+    packs: dict, edition: str, tmp_path: Path
 ) -> None:
-    conn = psycopg2.connect(wh.dsn)
-    try:
-        res = build_pack(conn, "GLOBEX", parse_period("2026-10"), edition, wh.out)
-    finally:
-        conn.close()
+    res = packs[("GLOBEX", "2026-10", edition)]
     pages = _pdfinfo_pages(res.pdf_path)
     assert pages == res.sections == PAGES[edition] == res.pages
     ink, darkest = _first_page_ink(res.pdf_path, tmp_path)
@@ -579,30 +584,36 @@ def test_cli_refuses_what_cannot_be_a_pack_with_exit_2(wh: Warehouse, tmp_path: 
     assert "in progress, figures as of 2026-11-01 01:00 CET" in Path(html).read_text()
 
 
-def test_rerun_overwrites_and_the_registry_has_one_row_per_pack(wh: Warehouse, tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    first = build_closed_period_packs(wh.dsn, date(2026, 11, 1), out, log=lambda _: None)
+def test_rerun_overwrites_and_the_registry_has_one_row_per_pack(wh: Warehouse, packs: dict) -> None:
+    """The nightly of 2026-11-01 built October's packs of every client, both editions (the packs fixture);
+    run again, it replaces the same files and upserts the same registry rows."""
+    first = [r for r in packs.values() if r.period.label == "2026-10"]
     clients = {r["client_code"] for r in query_dicts(wh.dsn, "select client_code from marts.dim_clients")}
     assert {(r.client_code, r.period.label, r.edition) for r in first} == {
         (c, "2026-10", e) for c in clients for e in ("client", "manager")
     }
     before = {p: p.stat().st_mtime_ns for r in first for p in (r.html_path, r.pdf_path)}
+    files_before = sorted(p.name for p in wh.out.iterdir())
     registry_sql = (
-        "select client_code, period_label, edition, pdf_path, pages, generated_at from marts.fct_review_pack "
-        "where pdf_path like %s order by 1, 2, 3"
+        "select client_code, period_label, edition, html_path, pdf_path, pages, generated_at "
+        "from marts.fct_review_pack where period_label = '2026-10' order by 1, 2, 3"
     )
-    rows_before = query_dicts(wh.dsn, registry_sql, (f"{out}%",))
-    assert len(rows_before) == 6
+    rows_before = query_dicts(wh.dsn, registry_sql)
+    assert [(r["client_code"], r["edition"], r["pdf_path"]) for r in rows_before] == sorted(
+        (r.client_code, r.edition, str(r.pdf_path)) for r in first
+    )
 
-    second = build_closed_period_packs(wh.dsn, date(2026, 11, 1), out, log=lambda _: None)
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in before)  # same files, nothing more
+    second = build_closed_period_packs(wh.dsn, date(2026, 11, 1), wh.out, log=lambda _: None)
+    assert len(second) == len(first)
+    assert sorted(p.name for p in wh.out.iterdir()) == files_before  # the same files, nothing more
     assert all(p.stat().st_mtime_ns > t for p, t in before.items())
-    rows_after = query_dicts(wh.dsn, registry_sql, (f"{out}%",))
-    assert [
-        (r["client_code"], r["period_label"], r["edition"], r["pdf_path"], r["pages"]) for r in rows_after
-    ] == [(r["client_code"], r["period_label"], r["edition"], r["pdf_path"], r["pages"]) for r in rows_before]
+    rows_after = query_dicts(wh.dsn, registry_sql)
+
+    def stable(rows: list[dict]) -> list[tuple]:
+        return [tuple(v for k, v in r.items() if k != "generated_at") for r in rows]
+
+    assert stable(rows_after) == stable(rows_before)
     assert all(a["generated_at"] > b["generated_at"] for a, b in zip(rows_after, rows_before, strict=True))
-    assert {r.pages for r in second if r.edition == "client"} == {PAGES["client"]}
     dupes = query_dicts(
         wh.dsn,
         "select client_code, period_type, period_start, edition, count(*) as n from raw.review_packs "
@@ -610,7 +621,7 @@ def test_rerun_overwrites_and_the_registry_has_one_row_per_pack(wh: Warehouse, t
     )
     assert dupes == []
     # a run that closes nothing builds nothing
-    assert build_closed_period_packs(wh.dsn, date(2026, 11, 2), out, log=lambda _: None) == []
+    assert build_closed_period_packs(wh.dsn, date(2026, 11, 2), wh.out, log=lambda _: None) == []
 
 
 def test_registry_view_is_published_readable_and_survives_the_next_build(
@@ -633,11 +644,12 @@ def test_registry_view_is_published_readable_and_survives_the_next_build(
         assert priv == [{"ok": True}]
     conn = psycopg2.connect(wh.dsn)
     try:
-        build_pack(conn, "INITECH", parse_period("2026-10"), "client", tmp_path)
+        build_pack(conn, "INITECH", parse_period("2026-Q3"), "client", tmp_path)
     finally:
         conn.close()
     listed = (
-        "select count(*) as n from marts.fct_review_pack where client_code = 'INITECH' and edition = 'client'"
+        "select count(*) as n from marts.fct_review_pack "
+        "where client_code = 'INITECH' and period_label = '2026-Q3' and edition = 'client'"
     )
     assert query_dicts(wh.dsn, listed) == [{"n": 1}]
     # the next nightly's dbt part (the registry's models): the published view is not dropped by the build
