@@ -1,5 +1,6 @@
 """Review of one major incident, on demand: validate → re-extract its window → load → quality gate →
-rebuild what it touches (dbt selection) → publish → incident report.
+rebuild what it touches (dbt selection) → publish → incident report (HTML and PDF, manager and client
+editions).
 
 Triggered from the UI's form, the REST API (``POST /api/v2/dags/slm_incident_review/dagRuns`` with a conf),
 ``./slm incident-review TICKET_ID``, or by the data: the hourly ``slm_servicenow`` run triggers one review
@@ -234,7 +235,22 @@ def slm_incident_review() -> None:
         return {"as_of": as_of.isoformat(), "tables": tables}
 
     @task
-    def finish(plan: dict, published: dict) -> dict:
+    def report(plan: dict, published: dict) -> dict:
+        """The incident report (slm_platform/reports/incident_report.py), HTML and PDF: the manager edition
+        and one client edition per requested (default: affected) client, from the marts just published."""
+        from slm_platform.reports.incident_report import write_incident_reports
+
+        home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
+        out = home / "reports" / "incidents" / plan["ticket_id"]
+        files = write_incident_reports(_warehouse_dsn(), plan["ticket_id"], out, clients=plan["clients"])
+        return {
+            "dir": str(out),
+            "files": [str(p) for f in files for p in (f.html_path, f.pdf_path)],
+            "manager_pdf": str(next(f.pdf_path for f in files if f.edition == "manager")),
+        }
+
+    @task
+    def finish(plan: dict, published: dict, written: dict) -> dict:
         import psycopg2
 
         from slm_platform import incident_review as ir
@@ -244,15 +260,28 @@ def slm_incident_review() -> None:
         conn = psycopg2.connect(_warehouse_dsn())
         try:
             ir.record_review(
-                conn, plan["ticket_id"], ctx["dag_run"].run_id, conf, "success", as_of=published["as_of"]
+                conn,
+                plan["ticket_id"],
+                ctx["dag_run"].run_id,
+                conf,
+                "success",
+                as_of=published["as_of"],
+                report_path=written["dir"],
             )
         finally:
             conn.close()
-        return {"ticket_id": plan["ticket_id"], "as_of": published["as_of"], "published": published["tables"]}
+        return {
+            "ticket_id": plan["ticket_id"],
+            "as_of": published["as_of"],
+            "published": published["tables"],
+            "report": written["dir"],
+            "report_files": written["files"],
+        }
 
     plan = validate()
     gate = check_raw(load(extract(plan)))
-    finish(plan, build_publish(plan, gate))
+    published = build_publish(plan, gate)
+    finish(plan, published, report(plan, published))
 
 
 slm_incident_review()

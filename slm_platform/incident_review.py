@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,9 +28,10 @@ POOL_DESCRIPTION = "one dbt build or marts publish at a time (slm_nightly, slm_i
 BUILD_SCHEMA = "marts_build_review"  # the review's own build schema (the nightly's is marts_build)
 PUBLISHED_SCHEMA = "marts"
 # The review rebuilds the incident marts and everything they are computed from (staging, intermediate,
-# the availability and SLA marts whose figures the impact mart must equal), nothing else: the satisfaction,
-# volume, data-quality and service-review marts keep the nightly's build.
-SELECTION = ("+fct_major_incident", "+fct_major_incident_impact")
+# the availability and SLA marts whose figures the impact mart must equal) and the two dims the incident
+# report reads, nothing else: the satisfaction, volume, data-quality and service-review marts keep the
+# nightly's build.
+SELECTION = ("+fct_major_incident", "+fct_major_incident_impact", "dim_clients", "dim_services")
 SELECTION_ENV = "SLM_INCIDENT_REVIEW_SELECT"  # space-separated dbt selectors, replaces SELECTION
 MAX_WINDOW_ENV = "SLM_INCIDENT_MAX_WINDOW_HOURS"
 DEFAULT_MAX_WINDOW_HOURS = 72.0
@@ -460,8 +462,19 @@ class AirflowApi:
         resp.raise_for_status()
         self.http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
 
-    def get(self, path: str) -> Any:
-        resp = self.http.get(f"{self.url}/api/v2/{path}", timeout=30)
+    def get(self, path: str, attempts: int = 4) -> Any:
+        """GET a JSON resource; a timed-out or refused request is retried (a busy api-server has one
+        worker, and a follow loop must not die of one slow answer)."""
+        import requests
+
+        for attempt in range(attempts):
+            try:
+                resp = self.http.get(f"{self.url}/api/v2/{path}", timeout=60)
+                break
+            except (requests.Timeout, requests.ConnectionError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(2 * (attempt + 1))
         resp.raise_for_status()
         return resp.json()
 
@@ -489,11 +502,9 @@ def api_error(resp) -> str:
 
 
 def follow(
-    api: AirflowApi, run_id: str, say: Callable[[str], None], timeout: float = 1800, poll: float = 2.0
+    api: AirflowApi, run_id: str, say: Callable[[str], None], timeout: float = 1800, poll: float = 3.0
 ) -> tuple[str, dict[str, str | None]]:
     """Wait for the run to end, printing each task as it ends; (run state, task states)."""
-    import time
-
     deadline = time.monotonic() + timeout
     seen: dict[str, str | None] = {}
     while True:
