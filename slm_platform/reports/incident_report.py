@@ -283,7 +283,8 @@ def budget_chart(rows: list[Row], *, width: int = 520) -> Markup:
             f"{escape(label)}</text>"
             f'<rect x="{left}" y="{y}" width="{plot_w:.1f}" height="{bar_h}" fill="#eef1f5"/>'
             f'<rect x="{left}" y="{y}" width="{px(v):.1f}" height="{bar_h}" fill="{colour}" '
-            f'data-figure="budget_consumed_pct" data-key="{escape(_bar_key(r))}" '
+            f'data-row="fct_major_incident_impact" data-figure="budget_consumed_pct" '
+            f"data-key='{escape(_bar_key(r))}' "
             f'data-value="{escape(svg.data_value(pct))}"/>'
             f'<text x="{left + plot_w + 6}" y="{y + bar_h - 4}" font-size="9" fill="{svg.TEXT}">'
             f"{escape(shown)} · {escape(minutes)}</text>"
