@@ -52,9 +52,24 @@ CLIENT_DATASETS = (
     # Availability of the client's own services and their outages (the burn-rate portfolio is for managers).
     "fct_availability",
     "fct_outage",
+    # Service review: the review's headline, its objective lines, the SIP register and the findings a client
+    # may see (a virtual dataset over fct_review_finding, see CLIENT_ROW_FILTERS).
+    "fct_service_review",
+    "fct_service_review_objective",
+    "fct_sip_action",
+    "fct_review_finding_client",
+    # Major incident review: each affected client's own impact rows, and the incidents that affected it with
+    # its own figures only (a virtual dataset: fct_major_incident's figures add up every affected client).
+    "fct_major_incident_impact",
+    "fct_major_incident_client",
 )
 # Dashboards (by slug) whose roles list only the manager.
-MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance", "availability-budgets-at-risk", "data-quality")
+MANAGER_ONLY_DASHBOARDS = ("ola-uc-performance", "availability-budgets-at-risk", "data-quality", "portfolio")
+# Marts that also hold rows for managers only (findings naming internal teams or suppliers). A client
+# dataset may read one only as a virtual dataset whose own SQL keeps the predicate: that WHERE sits inside
+# the FROM subquery of every query Superset builds, out of reach of a chart-data request's filters and
+# clauses (adhoc subqueries are refused: ALLOW_ADHOC_SUBQUERY stays off). RLS on client_code applies too.
+CLIENT_ROW_FILTERS = {"fct_review_finding": "audience = 'client'"}
 
 # (permission, view_menu) pairs a read-only dashboard viewer needs in Superset 6.1. Measured by rendering
 # the dashboard in Chromium as a user holding only these (+ datasource_access) and removing one at a time:
@@ -129,12 +144,16 @@ def client_dashboard_uuids(assets_dir: Path = ASSETS_DIR) -> list[str]:
 def check_audiences(assets_dir: Path = ASSETS_DIR) -> None:
     """Refuse a bundle where a dashboard open to clients shows a chart on a manager-only dataset.
 
-    Also refuses a client dataset without a ``client_code`` column (its RLS rule would break every query).
+    Also refuses a client dataset without a ``client_code`` column (its RLS rule would break every query),
+    and one reading a mart of CLIENT_ROW_FILTERS other than through a virtual dataset keeping its predicate.
     """
     client_ds = set(client_dataset_uuids(assets_dir))
     for ds in _read_kind(assets_dir, "datasets"):
-        if str(ds["uuid"]) in client_ds and "client_code" not in {c["column_name"] for c in ds["columns"]}:
+        if str(ds["uuid"]) not in client_ds:
+            continue
+        if "client_code" not in {c["column_name"] for c in ds["columns"]}:
             raise ValueError(f"client dataset {ds['table_name']} has no client_code column for RLS")
+        _check_row_filters(ds)
     chart_ds = {str(c["uuid"]): str(c["dataset_uuid"]) for c in _read_kind(assets_dir, "charts")}
     for dash in _read_kind(assets_dir, "dashboards"):
         if dash["slug"] in MANAGER_ONLY_DASHBOARDS:
@@ -149,6 +168,19 @@ def check_audiences(assets_dir: Path = ASSETS_DIR) -> None:
         leaked = sorted(used - client_ds)
         if leaked:
             raise ValueError(f"dashboard {dash['slug']!r} is open to clients but uses manager-only {leaked}")
+
+
+def _check_row_filters(ds: dict[str, Any]) -> None:
+    """A client dataset reads a CLIENT_ROW_FILTERS mart only as ``... from marts.<mart> where <predicate>``,
+    the predicate last and alone (nothing such as ``or true`` after it)."""
+    sql = " ".join((ds.get("sql") or "").lower().split()).rstrip(" ;")
+    for relation, predicate in CLIENT_ROW_FILTERS.items():
+        if ds["table_name"] == relation and not sql:
+            raise ValueError(f"client dataset {relation} exposes the whole table, manager rows included")
+        kept = sql.endswith(f"from marts.{relation} where {predicate}") and sql.count(relation) == 1
+        if re.search(rf"\b{relation}\b", sql) and not kept:
+            name = ds["table_name"]
+            raise ValueError(f"client dataset {name} reads {relation} without `where {predicate}`")
 
 
 def _find_one(api: SupersetClient, path: str, column: str, value: Any) -> dict[str, Any] | None:
