@@ -200,6 +200,8 @@ def build_packs(
                     log(f"skipped {client} {period.label} {edition}: {exc}")
                     break  # the other edition has no data either
                 log(f"{res.pdf_path} ({res.pages} pages, {res.seconds:.1f} s)")
+                if res.pages != res.sections:
+                    log(f"WARNING: {res.pdf_path}: {res.pages} pages for {res.sections} sections (overflow)")
                 results.append(res)
     return results
 

@@ -67,12 +67,12 @@ def line_chart(
     unit: str = "",
     decimals: int = 1,
     width: int = 340,
-    height: int = 170,
+    height: int = 160,
     floor: float | None = None,
 ) -> Markup:
     """A trend: one dot per period (a gap where the value is null), the target as a dashed line, the latest
     value labelled. Dots below the target are red."""
-    left, right, top, bottom = 40, 12, 26, 30
+    left, right, top, bottom = 40, 22, 26, 30
     w, h = width - left - right, height - top - bottom
     vals = [float(p.value) for p in points if p.value is not None]
     out = [
@@ -118,7 +118,8 @@ def line_chart(
     if len(segment) > 1:
         out.append(_polyline(segment))
     for i, p in enumerate(points):
-        if i % max(1, (n + 5) // 6) == 0 or i == n - 1:
+        # at most six labels, counted back from the latest period so that it is always labelled
+        if (n - 1 - i) % max(1, (n + 5) // 6) == 0:
             out.append(
                 f'<text x="{_f(x(i))}" y="{top + h + 14}" font-size="8" fill="{TEXT}" '
                 f'text-anchor="middle">{escape(p.label)}</text>'
