@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg2
@@ -105,6 +105,81 @@ def test_mart_matches_independent_count(demo_stack: DemoStack) -> None:
     expected = _expected_from_files(demo_stack)
     assert sum(expected.values()) > 100
     assert _mart(demo_stack.warehouse_dsn) == expected
+
+
+def _previous_month(d: date) -> date:
+    return (d - timedelta(days=1)).replace(day=1)
+
+
+def test_demo_history_gives_reviews_something_to_say(demo_stack: DemoStack) -> None:
+    """The demo is the 13 months before its run date, and its reviews have shape: ticket objective lines met
+    and breached, some breached two months running, service-months with coverage below 99 %, SIP actions
+    overdue at the cut-off. Each is found here from the base marts or the demo files, then the review marts
+    must report the same."""
+    dsn = demo_stack.warehouse_dsn
+    months = sorted({m for _, m in _expected_from_files(demo_stack)})
+    assert (months[0], months[-1], len(months)) == (date(2025, 10, 1), date(2026, 10, 1), 13)
+
+    verdicts = {
+        (c, o, s, p): met
+        for c, o, s, p, met in _query(
+            dsn,
+            "select client_code, objective_id, service_code, period_start, is_met"
+            " from marts.fct_sla_attainment where period_type = 'month' and is_met is not null",
+        )
+    }
+    assert True in verdicts.values() and False in verdicts.values()
+    two_running = {
+        (c, p, o, s)
+        for (c, o, s, p), met in verdicts.items()
+        if not met and verdicts.get((c, o, s, _previous_month(p))) is False
+    }
+    assert two_running
+    findings = set(
+        _query(
+            dsn,
+            "select client_code, period_start, objective_id, service_code from marts.fct_review_finding"
+            " where finding_kind = 'breached_two_running' and period_type = 'month'"
+            " and objective_id in (select objective_id from marts.fct_sla_attainment)",
+        )
+    )
+    assert findings == two_running
+
+    low = set(
+        _query(
+            dsn,
+            "select client_code, period_start, service_code from marts.fct_availability"
+            " where period_type = 'month' and coverage_pct < 99",
+        )
+    )
+    assert low
+    assert low == set(
+        _query(
+            dsn,
+            "select client_code, period_start, service_code from marts.fct_review_finding"
+            " where finding_kind = 'coverage_below_threshold' and period_type = 'month'",
+        )
+    )
+
+    # Overdue: open at the cut-off (the run's interval end) and due before that day in the client's zone.
+    drop = demo_stack.home / "drops" / "demo"
+    with open(drop / "clients.csv", newline="", encoding="utf-8") as fh:
+        cut_off = {
+            r["client_code"]: datetime(2026, 11, 1, tzinfo=ZoneInfo("UTC"))
+            .astimezone(ZoneInfo(r["timezone"]))
+            .date()
+            for r in csv.DictReader(fh)
+        }
+    with open(drop / "sip_actions.csv", newline="", encoding="utf-8") as fh:
+        overdue = {
+            r["action_id"]
+            for r in csv.DictReader(fh)
+            if r["status"] == "open" and date.fromisoformat(r["due_on"]) < cut_off[r["client_code"]]
+        }
+    assert overdue
+    assert overdue == {
+        a for (a,) in _query(dsn, "select action_id from marts.fct_sip_action where is_overdue")
+    }
 
 
 def test_rerun_is_idempotent(demo_stack: DemoStack) -> None:
