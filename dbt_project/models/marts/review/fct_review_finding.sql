@@ -54,9 +54,9 @@ breached_two_running as (
         attainment_pct as figure,
         target_pct as threshold,
         format(
-            '%s %s: %s %% against %s %%; previous %s: %s %%',
-            objective_id, coalesce(service_code, ''), attainment_pct::float8, target_pct::float8, period_type,
-            previous_attainment_pct::float8
+            '%s: %s %% against %s %%; previous %s: %s %%',
+            objective_id || coalesce(' ' || service_code, ''), attainment_pct::float8, target_pct::float8,
+            period_type, previous_attainment_pct::float8
         ) as evidence,
         'Agree a corrective plan with the service owner; if the target is not achievable, amend the SLA.'
             as suggested_action
