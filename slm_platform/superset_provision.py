@@ -171,13 +171,14 @@ def check_audiences(assets_dir: Path = ASSETS_DIR) -> None:
 
 
 def _check_row_filters(ds: dict[str, Any]) -> None:
-    """A client dataset reads a CLIENT_ROW_FILTERS mart only as ``... from marts.<mart> where <predicate>``,
-    the predicate last and alone (nothing such as ``or true`` after it)."""
+    """A client dataset reads a CLIENT_ROW_FILTERS mart once, as ``from marts.<mart> where <predicate>``
+    closing its (sub)query: nothing such as ``or true`` after the predicate."""
     sql = " ".join((ds.get("sql") or "").lower().split()).rstrip(" ;")
     for relation, predicate in CLIENT_ROW_FILTERS.items():
         if ds["table_name"] == relation and not sql:
             raise ValueError(f"client dataset {relation} exposes the whole table, manager rows included")
-        kept = sql.endswith(f"from marts.{relation} where {predicate}") and sql.count(relation) == 1
+        closed = rf"from marts\.{relation} where {re.escape(predicate)} ?(\)|$)"
+        kept = re.search(closed, sql) is not None and sql.count(relation) == 1
         if re.search(rf"\b{relation}\b", sql) and not kept:
             name = ds["table_name"]
             raise ValueError(f"client dataset {name} reads {relation} without `where {predicate}`")

@@ -144,3 +144,73 @@ def test_client_sla_dashboard_renders_own_data_only(demo_stack, tmp_path: Path) 
     SLA_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SLA_SCREENSHOT)
     print(f"Ticket SLAs rendered for {code} in {render_s:.1f}s")
+
+
+REVIEW_DASHBOARD_PATH = "/superset/dashboard/service-review/"
+REVIEW_SCREENSHOT = REPO_ROOT / "docs" / "dashboard_service_review.png"
+PORTFOLIO_DASHBOARD_PATH = "/superset/dashboard/portfolio/"
+
+
+def test_client_service_review_renders_one_review_of_its_own(demo_stack, tmp_path: Path) -> None:
+    clients = demo_stack.credentials["superset"]["clients"]
+    assert len(clients) >= 2
+    code, creds = sorted(clients.items())[0]
+    others = set(clients) - {code}
+
+    def check(page: Page, results: list[dict]) -> None:
+        assert page.get_by_text("Service review").count() > 0
+        assert page.locator(".dashboard-chart").count() >= 11
+        cells = page.locator(".dashboard-chart table tbody td").all_inner_texts()
+        assert code in cells
+        leaked = [c for c in cells if any(o in c for o in others)]
+        assert not leaked, f"other clients' rows visible: {leaked[:5]}"
+        # Findings naming internal teams or suppliers are for managers only.
+        assert not {"sla_not_supported", "ola_uc_breach_cause"} & set(cells)
+        assert len(results) >= 11 and all(r.get("status") == "success" for r in results)
+        rows = [row for r in results for row in r["data"]]
+        assert {row["client_code"] for row in rows if "client_code" in row} == {code}
+        # The default filters reach the charts: one period, the latest complete month.
+        labels = {row["period_label"] for row in rows if "period_label" in row}
+        assert len(labels) == 1 and len(next(iter(labels))) == len("2026-10"), labels
+
+    shot, render_s = _render_as(
+        demo_stack,
+        creds,
+        REVIEW_DASHBOARD_PATH,
+        tmp_path,
+        check,
+        height=1950,
+        max_render_s=150,
+        full_page=False,
+    )
+    REVIEW_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, REVIEW_SCREENSHOT)
+    print(f"Service review rendered for {code} in {render_s:.1f}s")
+
+
+def test_manager_portfolio_renders(demo_stack, tmp_path: Path) -> None:
+    creds = demo_stack.credentials["superset"]["manager"]
+    clients = set(demo_stack.credentials["superset"]["clients"])
+
+    def check(page: Page, results: list[dict]) -> None:
+        assert page.get_by_text("Portfolio").count() > 0
+        assert page.locator(".dashboard-chart").count() >= 6
+        assert page.locator(".dashboard-chart canvas").count() >= 2  # the heat map and the findings bars
+        assert len(results) >= 6 and all(r.get("status") == "success" for r in results)
+        rows = [row for r in results for row in r["data"]]
+        assert {row["client_code"] for row in rows if "client_code" in row} >= clients  # every client
+        # The Period type filter's default (month) reaches the heat map and the table: month labels only.
+        labels = {row["period_label"] for row in rows if "period_label" in row}
+        assert labels and all(len(label) == len("2026-10") for label in labels), labels
+
+    _, render_s = _render_as(
+        demo_stack,
+        creds,
+        PORTFOLIO_DASHBOARD_PATH,
+        tmp_path,
+        check,
+        height=1600,
+        max_render_s=150,
+        full_page=False,
+    )
+    print(f"Portfolio rendered for the manager in {render_s:.1f}s")
