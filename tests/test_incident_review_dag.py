@@ -394,15 +394,26 @@ def test_servicenow_run_triggers_one_review_per_resolved_major_incident(
     fake.change(ticket, opened + timedelta(minutes=45), status="resolved")
     logical = "2026-10-20T11:00:00Z"  # the hourly run whose interval (10:00, 11:00] holds the updates
     try:
-        for _ in range(2):  # the second run of the same interval sees the incident already reviewed
-            resp = api.http.post(
-                f"{api.url}/api/v2/dags/slm_servicenow/dagRuns",
-                json={"logical_date": logical, "dag_run_id": f"sn_{time.time_ns()}"},
-                timeout=30,
-            )
-            assert resp.status_code == 200, resp.text
-            sn_run = resp.json()["dag_run_id"]
-            api.http.patch(f"{api.url}/api/v2/dags/slm_servicenow", json={"is_paused": False}, timeout=30)
+        resp = api.http.post(
+            f"{api.url}/api/v2/dags/slm_servicenow/dagRuns", json={"logical_date": logical}, timeout=30
+        )
+        assert resp.status_code == 200, resp.text
+        sn_run = resp.json()["dag_run_id"]
+        api.http.patch(f"{api.url}/api/v2/dags/slm_servicenow", json={"is_paused": False}, timeout=30)
+        for attempt in range(2):
+            if attempt:  # the same interval again (a rerun): it sees the incident already reviewed
+                resp = api.http.post(
+                    f"{api.url}/api/v2/dags/slm_servicenow/clearTaskInstances",
+                    json={
+                        "dry_run": False,
+                        "dag_run_id": sn_run,
+                        "reset_dag_runs": True,
+                        "only_failed": False,
+                    },
+                    timeout=30,
+                )
+                assert resp.status_code == 200, resp.text
+                time.sleep(5)
             deadline = time.monotonic() + 900
             while (state := api.get(f"dags/slm_servicenow/dagRuns/{sn_run}")["state"]) not in TERMINAL:
                 assert time.monotonic() < deadline
