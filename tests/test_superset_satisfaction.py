@@ -101,9 +101,10 @@ EXPECTED = {
         _by("category", "complaints"),
     ),
     "complaints_list": ("select count(*) from marts.fct_complaint {where}", rowcount),
+    # "Latest verbatims": the chart keeps the 200 latest (row_limit); a year of demo history has more.
     "satisfaction_verbatims": (
         "select client_code, comment, csat_score, nps_score from marts.fct_survey_response {where}"
-        " and comment is not null",
+        " and comment is not null order by answered_at desc limit 200",
         _verbatims,
     ),
     "review_feedback": ("select count(*) from marts.fct_review_feedback {where}", rowcount),
