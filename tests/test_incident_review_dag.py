@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -84,6 +86,29 @@ def _task_log(api: AirflowApi, run_id: str, task_id: str) -> str:
     resp.raise_for_status()
     content = resp.json()["content"]
     return "\n".join(c.get("event", "") if isinstance(c, dict) else str(c) for c in content)
+
+
+def _task_events(api: AirflowApi, run_id: str, task_id: str) -> list[tuple[datetime, str]]:
+    """(timestamp, event) of a task's log, from the REST API."""
+    resp = api.http.get(
+        f"{api.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+        headers={"Accept": "application/json"},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return [
+        (datetime.fromisoformat(c["timestamp"]), c.get("event", ""))
+        for c in resp.json()["content"]
+        if isinstance(c, dict) and c.get("timestamp")
+    ]
+
+
+def _nightly_dbt_start(log: Path) -> datetime:
+    """When the nightly's `dbt build` really started (after any wait for the build lock): dbt's first line."""
+    for line in log.read_text().splitlines():
+        if m := re.match(r"^(\S+Z) .*Running with dbt=", line):
+            return datetime.fromisoformat(m.group(1))
+    raise AssertionError(f"no dbt start in {log}")
 
 
 def _writes(dsn: str) -> tuple:
@@ -322,7 +347,8 @@ def test_review_during_a_nightly(
     api: AirflowApi, demo_stack: DemoStack, majors: list[tuple[str, str]]
 ) -> None:
     """`./slm run nightly` (airflow dags test: pools do not apply) with a review triggered while it runs:
-    both succeed, their dbt builds never overlap (the warehouse build lock), the marts are consistent."""
+    both succeed, their dbt builds never overlap (the warehouse build lock: the nightly's producer waits
+    for it inside its task), the marts are consistent."""
     dsn = demo_stack.warehouse_dsn
     ticket, _ = majors[2]
     env_home = str(demo_stack.home)
@@ -350,9 +376,15 @@ def test_review_during_a_nightly(
         for r in api.get("dags/slm_nightly/dagRuns?order_by=-start_date&limit=5")["dag_runs"]
         if r["logical_date"].startswith("2026-11-01")
     )
-    build = _interval(api, "slm_nightly", nightly_run["dag_run_id"], "dbt.dbt_producer_watcher")
-    review = _interval(api, DAG_ID, run_id, "build_publish")
-    assert build[1] <= review[0] or review[1] <= build[0], (build, review)
+    # The task intervals may overlap (a task waiting for the lock is already running): compare the dbt runs
+    # themselves. The nightly's dbt starts after the review has published, or the review's dbt starts after
+    # the nightly's producer has ended.
+    _, producer_end = _interval(api, "slm_nightly", nightly_run["dag_run_id"], "dbt.dbt_producer_watcher")
+    nightly_dbt = _nightly_dbt_start(demo_stack.home / "logs" / "nightly-2026-11-01.log")
+    events = _task_events(api, run_id, "build_publish")
+    review_dbt = next(t for t, e in events if e.startswith("dbt build --select"))
+    published = next(t for t, e in events if e.startswith("published "))
+    assert published <= nightly_dbt or review_dbt >= producer_end, (review_dbt, published, nightly_dbt)
     assert _incident_rows(dsn, ticket)[0]
     assert_marts_consistent(dsn)
 
