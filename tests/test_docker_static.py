@@ -594,3 +594,17 @@ def test_read_env_file_follows_compose_syntax(tmp_path):
     f.write_text("# comment\n\nA=1\nexport B=two\nC='quoted # not a comment'\nD=\"dq\"\nE=val # trailing\n")
     assert prod_check.read_env_file(f) == {"A": "1", "B": "two", "C": "quoted # not a comment", "D": "dq",
                                            "E": "val"}
+
+
+def test_airflow_init_creates_every_pool_the_dags_use():
+    """A task in a pool that does not exist is never scheduled: every pool the DAGs name must be created by
+    the production init (the local stack creates it in stack.py)."""
+    dag_sources = "\n".join(p.read_text() for p in sorted((REPO / "dags").glob("*.py")))
+    from slm_platform.incident_review import POOL
+
+    assert "pool=" in dag_sources or '"pool"' in dag_sources, "no pool in the DAGs: drop this test"
+    init = (DOCKER / "airflow" / "init.sh").read_text()
+    created = set(re.findall(r"^airflow pools set (\S+) 1 ", init, re.M))
+    assert POOL in created, f"docker/airflow/init.sh does not create the pool {POOL!r}"
+    # ... and after the metadata database exists.
+    assert init.index("airflow db migrate") < init.index(f"airflow pools set {POOL}")
