@@ -39,6 +39,7 @@ from slm_platform.settings import PgServer
 from tests.conftest import query_dicts, scratch_database
 from tests.test_review_pack import (
     _first_page_ink,
+    _forbidden_for,
     _leaks,
     _pdfinfo_pages,
     _pdftotext,
@@ -296,43 +297,11 @@ def query_own_tickets(dsn: str, client: str) -> set[str]:
     }
 
 
-def _forbidden_for(dsn: str, client: str, incident: str) -> dict[str, set[str]]:
-    """Strings that belong only to other clients, and the internal teams' and suppliers' names. The incident's
-    own id is the subject of every edition (the reference a client quotes), so it is not forbidden."""
-
-    def strings(query: str, args: tuple = ()) -> set[str]:
-        return {str(v) for r in query_dicts(dsn, query, args) for v in r.values() if v not in (None, "")}
-
-    own = strings(
-        "select client_code, client_name from marts.dim_clients where client_code = %s "
-        "union all select service_code, service_name from marts.dim_services where client_code = %s",
-        (client, client),
-    ) | {incident}
-    others = {
-        "clients": strings(
-            "select client_code, client_name from marts.dim_clients where client_code <> %s", (client,)
-        ),
-        "services": strings(
-            "select service_code, service_name from marts.dim_services where client_code <> %s", (client,)
-        ),
-        "tickets": strings("select ticket_id from raw.tickets where client_code <> %s", (client,)),
-        "agreements": strings(
-            "select agreement_id from marts.dim_agreements where kind = 'SLA' and party <> %s", (client,)
-        ),
-        "teams and suppliers": strings(
-            "select party, agreement_id from marts.dim_agreements where kind in ('OLA', 'UC') "
-            "union select distinct assignment_group, null from raw.tickets "
-            "union select distinct to_value, null from raw.ticket_events where field = 'assignment_group'"
-        ),
-        "sip actions": strings("select action_id from raw.sip_actions where client_code <> %s", (client,)),
-    }
-    return {kind: values - own for kind, values in others.items()}
-
-
 @pytest.mark.parametrize("client", ["ACME", OTHER])
 def test_client_edition_holds_nothing_of_other_clients_or_internal_teams(wh: Warehouse, client: str) -> None:
     res = write_incident_report(wh.dsn, wh.incident, "client", client, wh.out)
-    forbidden = _forbidden_for(wh.dsn, client, wh.incident)
+    # The incident's own id is the subject of every edition (the reference a client quotes): not forbidden.
+    forbidden = _forbidden_for(wh.dsn, client, frozenset({wh.incident}))
     assert forbidden["teams and suppliers"] >= {"ServiceDesk", "Carrier-X"}
     assert _leaks(res.html_path.read_text(), forbidden) == {}
     assert _leaks(_pdftotext(res.pdf_path), forbidden) == {}

@@ -441,8 +441,9 @@ def test_every_printed_figure_equals_the_marts(
     assert pack.sections == PAGES[edition]
 
 
-def _forbidden_for(dsn: str, client: str) -> dict[str, set[str]]:
-    """Strings that belong only to other clients, and the internal teams' and suppliers' names."""
+def _forbidden_for(dsn: str, client: str, shared: frozenset[str] = frozenset()) -> dict[str, set[str]]:
+    """Strings that belong only to other clients, and the internal teams' and suppliers' names. ``shared``:
+    strings the edition may print although another client owns them (an incident report's own ticket id)."""
 
     def strings(query: str, args: tuple = ()) -> set[str]:
         return {str(v) for r in query_dicts(dsn, query, args) for v in r.values() if v not in (None, "")}
@@ -451,7 +452,7 @@ def _forbidden_for(dsn: str, client: str) -> dict[str, set[str]]:
         "select client_code, client_name from marts.dim_clients where client_code = %s "
         "union all select service_code, service_name from marts.dim_services where client_code = %s",
         (client, client),
-    )
+    ) | set(shared)
     others = {
         "clients": strings(
             "select client_code, client_name from marts.dim_clients where client_code <> %s", (client,)
