@@ -54,6 +54,8 @@ def _submit_form(stack: DemoStack, ticket_id: str) -> tuple[int, str, str]:
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", stack.credentials["airflow_admin_password"])
             page.keyboard.press("Enter")
+            # The login answers with a redirect; navigating before it has landed aborts one or the other.
+            page.wait_for_selector("input[name=password]", state="detached", timeout=60_000)
             page.wait_for_load_state("networkidle")
             page.goto(f"{stack.airflow_url}/dags/{DAG_ID}", wait_until="networkidle")
             page.get_by_role("button", name="Trigger").first.click()
