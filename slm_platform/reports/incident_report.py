@@ -32,6 +32,7 @@ from psycopg2 import sql
 from slm_platform.reports import svg
 from slm_platform.reports.pdf import count_pages, print_pdf
 from slm_platform.reports.render import make_local, render
+from slm_platform.reports.review_data import _rows
 from slm_platform.reports.review_pack import row
 
 TEMPLATE = "incident.html.j2"
@@ -108,12 +109,6 @@ class IncidentData:
             "survey_answers": self.survey_answers_total,
             "sip_actions": len(self.sip_actions),
         }
-
-
-def _rows(cur, query: sql.Composable, args: dict) -> list[Row]:
-    cur.execute(query, args)
-    cols = [d.name for d in cur.description]
-    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def load_incident(
