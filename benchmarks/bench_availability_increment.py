@@ -35,9 +35,9 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slm_platform.contracts_load import load_contracts  # noqa: E402
-from slm_platform.dbt_runner import dbt, dbt_env  # noqa: E402
-from slm_platform.raw_schema import ensure_raw_schema  # noqa: E402
+from slm_platform.contracts.load import load_contracts  # noqa: E402
+from slm_platform.load.raw_schema import ensure_raw_schema  # noqa: E402
+from slm_platform.transform.dbt_runner import dbt, dbt_env  # noqa: E402
 
 MODELS = ["--select", "+fct_availability", "+fct_outage", "+fct_error_budget_burn"]
 INCREMENT_DAY = datetime(2026, 10, 31, tzinfo=UTC)

@@ -11,7 +11,7 @@ times:
   1. set-based: elapsed = M(stop) - M(start) - sum(M(pause end) - M(pause start)) for every ticket
      (one metric; a second metric costs the same again);
   2. naive SQL on a sample: one generate_series row per minute, kept when inside a window and outside pauses;
-  3. per-ticket Python on a sample: slm_platform.business_time (day-by-day walk).
+  3. per-ticket Python on a sample: slm_platform.reference.business_time (day-by-day walk).
 It checks that the three agree on their samples and prints tickets/s and ratios. Goal: >= 100,000 tickets/s
 per metric for (1). The scratch database is dropped.
 """
@@ -33,9 +33,9 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slm_platform.business_time import business_minutes, install_dbt_business_time, render_macro  # noqa: E402
-from slm_platform.contracts import load_catalogue  # noqa: E402
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts  # noqa: E402
+from slm_platform.contracts.catalogue import load_catalogue  # noqa: E402
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts  # noqa: E402
+from slm_platform.reference.business_time import business_minutes, install_dbt_business_time, render_macro  # noqa: E402
 
 CALENDARS = ("FR-BUSINESS", "US-BUSINESS", "DE-BUSINESS")
 GOAL = 100_000
@@ -164,8 +164,8 @@ NAIVE_SQL = """
 
 def naive_tables(cur, catalogue) -> None:
     """Weekly hours and closed days (holidays + closures) of the benchmark's calendars, for NAIVE_SQL."""
-    from slm_platform.contracts import DAYS
-    from slm_platform.contracts_load import is_closed_day
+    from slm_platform.contracts.catalogue import DAYS
+    from slm_platform.contracts.load import is_closed_day
 
     cur.execute("create table bench.hours (calendar_code text, isodow int, opens time, closes time)")
     cur.execute("create table bench.closed_days (calendar_code text, day date,"

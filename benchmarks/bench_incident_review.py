@@ -1,9 +1,9 @@
 """Time from triggering an incident review to its published report, against a full nightly in the same run.
 
-On a stack you started and loaded with the demo (`SLM_HOME=/tmp/bench ./slm demo`), this triggers the real
-`slm_incident_review` DAG through the REST API (scheduler + LocalExecutor, as `./slm incident-review` does)
+On a stack you started and loaded with the demo (`SLM_HOME=/tmp/bench ./slm demo up`), this triggers the real
+`slm_incident_review` DAG through the REST API (scheduler + LocalExecutor, as `./slm incident review` does)
 for a demo major incident, follows it to its end, and reads each task's duration from the API; then it runs
-the full nightly (`./slm run nightly --date 2026-11-01 --drop <demo drop>`, i.e. `airflow dags test`) and
+the full nightly (`./slm nightly run --date 2026-11-01 --drop <demo drop>`, i.e. `airflow dags test`) and
 prints both wall times and their ratio. The goal is under 2 minutes and under half of a nightly; the report
 gives figures, never a pass/fail.
 
@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 
 
 def _api():
-    from slm_platform import stack
-    from slm_platform.incident_review import AirflowApi
+    from slm_platform.ops import stack
+    from slm_platform.orchestration.incident_review import AirflowApi
 
     st = stack.status()
     return AirflowApi(st["airflow"]["url"], "admin", stack.credentials()["airflow_admin_password"])
@@ -37,7 +37,7 @@ def _api():
 def _latest_major() -> str:
     import psycopg2
 
-    from slm_platform import stack
+    from slm_platform.ops import stack
     from slm_platform.settings import WAREHOUSE_DB
 
     with psycopg2.connect(stack.pg_server().dsn(WAREHOUSE_DB)) as conn, conn.cursor() as cur:
@@ -50,7 +50,7 @@ def _latest_major() -> str:
 
 
 def review_once(ticket: str) -> dict:
-    from slm_platform.incident_review import DAG_ID, follow
+    from slm_platform.orchestration.incident_review import DAG_ID, follow
 
     api = _api()
     started = time.monotonic()
@@ -72,7 +72,7 @@ def review_once(ticket: str) -> dict:
 def nightly_once(drop: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [str(REPO / "slm"), "run", "nightly", "--date", "2026-11-01", "--drop", str(drop)],
+        [str(REPO / "slm"), "nightly", "run", "--date", "2026-11-01", "--drop", str(drop)],
         check=True,
         stdout=subprocess.DEVNULL,
     )

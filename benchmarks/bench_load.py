@@ -41,7 +41,7 @@ import psycopg2
 sys.path.insert(0, os.environ.get("SLM_BENCH_CODE") or str(Path(__file__).resolve().parents[1]))
 
 from slm_platform.canonical import entity  # noqa: E402
-from slm_platform.raw_schema import ensure_raw_schema  # noqa: E402
+from slm_platform.load.raw_schema import ensure_raw_schema  # noqa: E402
 
 CLIENTS = [
     ("ACME", "Europe/Paris", "FR"),
@@ -200,15 +200,19 @@ def peak_rss_mb() -> float:
 
 def worker(dsn: str, drop: Path, name: str, stepwise: bool) -> None:
     """Child process: load one drop, print timings, counts and peak memory as JSON."""
-    from slm_platform import loader
-    from slm_platform.loader import load_drop
+    from slm_platform.load import loader
+    from slm_platform.load.loader import load_drop
 
-    loader.SINGLE_PASS = not stepwise
+    kwargs = {}
+    if hasattr(loader, "LoadOptions"):  # the path is a parameter of load_drop
+        kwargs["options"] = loader.LoadOptions(single_pass=not stepwise)
+    else:  # a checkout from before the loader's split (--before): a module toggle
+        loader.SINGLE_PASS = not stepwise
     real_connect = psycopg2.connect
-    loader.psycopg2.connect = lambda d: real_connect(d, connection_factory=_MeteredConnection)
+    psycopg2.connect = lambda d: real_connect(d, connection_factory=_MeteredConnection)
 
     t0 = time.perf_counter()
-    results = load_drop(dsn, drop)
+    results = load_drop(dsn, drop, **kwargs)
     seconds = time.perf_counter() - t0
     t = next(r for r in results if r.entity == name)
     out = {

@@ -1,4 +1,4 @@
-"""Wall time of the nightly DAG (`./slm run nightly`, i.e. `airflow dags test`) and of its dbt part.
+"""Wall time of the nightly DAG (`./slm nightly run`, i.e. `airflow dags test`) and of its dbt part.
 
 Runs the real nightly on a stack you started and loaded, then reads the per-task start/end lines of the
 run's log to split the time into: before dbt (extract, load, contracts, GX gate), dbt (first to last task
@@ -6,7 +6,7 @@ of the `dbt` group) and publish. Compare two versions of the DAG by saving one r
 baseline of the other; the report gives ratios, never an absolute pass/fail.
 
     SLM_HOME=/tmp/bench ./slm stack up --only pg,airflow
-    SLM_HOME=/tmp/bench ./slm generate --out /tmp/bench/drops/demo
+    SLM_HOME=/tmp/bench ./slm demo generate --out /tmp/bench/drops/demo
     SLM_HOME=/tmp/bench .venvs/airflow/bin/python benchmarks/bench_nightly.py \\
         --drop /tmp/bench/drops/demo --repeat 2 --save /tmp/after.json [--baseline /tmp/before.json]
 
@@ -87,7 +87,7 @@ def _empty_warehouse() -> None:
     published marts stay until the next publish swaps them."""
     import psycopg2
 
-    from slm_platform import stack
+    from slm_platform.ops import stack
     from slm_platform.settings import WAREHOUSE_DB
 
     conn = psycopg2.connect(stack.pg_server().dsn(WAREHOUSE_DB))
@@ -104,7 +104,7 @@ def by_months(date: str, months: list[int], repeat: int, save: Path | None) -> l
     series can be resumed)."""
     from datetime import date as Date
 
-    from slm_platform.demo_data import demo_window, generate
+    from slm_platform.sources.demo_data import demo_window, generate
 
     home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
     results = json.loads(save.read_text())["by_months"] if save and save.exists() else []
@@ -168,7 +168,7 @@ def report_by_months(results: list[dict]) -> None:
 
 def run_once(date: str, drop: str | None) -> dict[str, float]:
     home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
-    cmd = [str(REPO / "slm"), "run", "nightly", "--date", date]
+    cmd = [str(REPO / "slm"), "nightly", "run", "--date", date]
     if drop:
         cmd += ["--drop", drop]
     started = time.perf_counter()

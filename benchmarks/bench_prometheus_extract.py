@@ -29,7 +29,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slm_platform.monitoring import prometheus as prom  # noqa: E402
+from slm_platform.sources import prometheus as prom  # noqa: E402
 
 
 def _vm_hwm_kb() -> int:

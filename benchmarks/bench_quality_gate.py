@@ -6,7 +6,8 @@ Builds a scratch database (dropped at the end) with ``--old`` checks in nightly 
 rows each (2,000 services at one check a minute), vacuums and analyzes it (the history's BRIN ranges are
 summarized, as autovacuum leaves them), then loads one more batch of ``--new`` rows (the night's load, not
 analyzed yet). It then times, alternating, ``--repeat`` times each: the committed checkpoints over the
-whole tables (the gate before), the gate by window (:func:`slm_platform.quality.run_gate`: window recorded,
+whole tables (the gate before), the gate by window (:func:`slm_platform.gate.quality.run_gate`: window
+recorded,
 BRIN summary, raw_checks_increment on the new batch, tickets and surveys whole: one row each here) and the
 gate on an empty window (its fixed cost: GX context, connections); it reports the best times, their
 ratio with and without the fixed cost, and the rows each validated.
@@ -21,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from slm_platform.quality import GATE_DDL, RAW_CHECKPOINTS, run_checkpoints, run_gate
-from slm_platform.raw_schema import ensure_raw_schema
+from slm_platform.gate.quality import RAW_CHECKPOINTS, run_checkpoints, run_gate
+from slm_platform.load.raw_schema import ensure_raw_schema
 
 SERVICES = 2000
 
@@ -117,7 +118,7 @@ def main() -> None:
         conn = psycopg2.connect(dsn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(GATE_DDL)
+            ensure_raw_schema(conn)  # raw.quality_gate_runs (GATE_DDL moved to load/raw_schema.py)
             cur.execute(
                 "insert into raw.quality_gate_runs (run_key, after_batch, through_batch, full_check, status)"
                 " values ('previous night', 0, %s, false, 'passed')",

@@ -3,7 +3,7 @@ rebuild what it touches (dbt selection) → publish → incident report (HTML an
 editions).
 
 Triggered from the UI's form, the REST API (``POST /api/v2/dags/slm_incident_review/dagRuns`` with a conf),
-``./slm incident-review TICKET_ID``, or by the data: the hourly ``slm_servicenow`` run triggers one review
+``./slm incident review TICKET_ID``, or by the data: the hourly ``slm_servicenow`` run triggers one review
 per major incident it loads resolved (run id ``incident_review__<ticket>``, claimed in raw.incident_reviews).
 
 Params are typed with a JSON schema, so malformed values are refused before a run exists; the ``validate``
@@ -18,26 +18,22 @@ the conf and the data (the cut-off comes from the data, never from the clock): a
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from slm_platform.incident_review import DAG_ID, PARAM_SCHEMAS, POOL
+from slm_platform.orchestration.incident_review import DAG_ID, PARAM_SCHEMAS, POOL
+from slm_platform.orchestration.warehouse import warehouse_dsn
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICENOW_CONN_ID = "servicenow_default"
 PROMETHEUS_CONN_ID = "prometheus_default"
-MARTS = Asset(name="slm_marts", uri="slm://warehouse/marts")
 
 default_args = {"owner": "slm", "retries": 1, "retry_delay": timedelta(seconds=20)}
-
-
-def _warehouse_dsn() -> str:
-    from airflow.sdk import Connection
-
-    return Connection.get("slm_warehouse").get_uri().replace("postgres://", "postgresql://", 1)
+log = logging.getLogger(__name__)
 
 
 def _work_dir(key: str) -> Path:
@@ -79,19 +75,21 @@ def slm_incident_review() -> None:
         import psycopg2
         from airflow.sdk.exceptions import AirflowFailException
 
-        from slm_platform import incident_review as ir
+        from slm_platform.orchestration import incident_review as ir
 
         ctx = get_current_context()
         conf = {k: ctx["params"].get(k) for k in ir.PARAM_SCHEMAS}
-        dsn = _warehouse_dsn()
+        # Keys the DAG does not take are in the run's conf only (Airflow 3.3 accepts them untyped).
+        unknown = {k: v for k, v in (ctx["dag_run"].conf or {}).items() if k not in ir.PARAM_SCHEMAS}
+        dsn = warehouse_dsn()
         conn = psycopg2.connect(dsn)
         try:
             conn.set_session(readonly=True)
             try:
-                plan = ir.plan_review(conn, conf)
+                plan = ir.plan_review(conn, {**conf, **unknown})
             except ir.Refused as exc:
                 for param, why in exc.problems:
-                    print(f"REFUSED {param}: {why}")
+                    log.error(f"REFUSED {param}: {why}")
                 raise AirflowFailException(f"review refused: {exc}") from None
             conn.rollback()
             conn.set_session(readonly=False)
@@ -107,7 +105,7 @@ def slm_incident_review() -> None:
             )
         finally:
             conn.close()
-        print(
+        log.info(
             f"review of {plan.ticket_id} ({plan.client_code}/{plan.service_code}): window"
             f" [{plan.window_from.isoformat()}, {plan.window_to.isoformat()}], affected services"
             f" {plan.affected_services}, clients {plan.affected_clients}; cut-off {plan.as_of.isoformat()}"
@@ -120,15 +118,15 @@ def slm_incident_review() -> None:
         Prometheus) into the review's landing folders; a source without a connection is skipped."""
         from datetime import datetime
 
-        from slm_platform.monitoring import prometheus as prom
-        from slm_platform.servicenow import table_api as sn
+        from slm_platform.sources import prometheus as prom
+        from slm_platform.sources.servicenow import table_api as sn
 
         start, end = datetime.fromisoformat(plan["window_from"]), datetime.fromisoformat(plan["window_to"])
         landing = _work_dir(plan["key"]) / "landing"
         out: list[dict] = []
         conn = _connection(SERVICENOW_CONN_ID)
         if conn is None:
-            print(f"servicenow: no connection {SERVICENOW_CONN_ID!r}: skipped")
+            log.info(f"servicenow: no connection {SERVICENOW_CONN_ID!r}: skipped")
         else:
             extra = conn.extra_dejson or {}
             target = landing / "servicenow"
@@ -147,11 +145,11 @@ def slm_incident_review() -> None:
                     default_service=extra.get("default_service"),
                 ),
             )
-            print(f"servicenow: {res.incidents} incidents, {res.events} events in (start, end]")
+            log.info(f"servicenow: {res.incidents} incidents, {res.events} events in (start, end]")
             out.append({"source": "servicenow", "landing": str(target)})
         conn = _connection(PROMETHEUS_CONN_ID)
         if conn is None:
-            print(f"prometheus: no connection {PROMETHEUS_CONN_ID!r}: skipped")
+            log.info(f"prometheus: no connection {PROMETHEUS_CONN_ID!r}: skipped")
         else:
             extra = conn.extra_dejson or {}
             config_path = (
@@ -169,29 +167,30 @@ def slm_incident_review() -> None:
                 target,
                 url=prom.url_from_connection(conn) or config.url,
                 auth=prom.auth_from_connection(conn),
-                log=print,
+                log=log.info,
             )
             out.append({"source": "prometheus", "landing": str(target)})
         return out
 
     @task
     def load(landings: list[dict]) -> list[dict]:
-        from slm_platform.loader import load_drop
+        from slm_platform.load.loader import load_drop
 
         batches: list[dict] = []
         for item in landings:
-            results = load_drop(_warehouse_dsn(), Path(item["landing"]), source=item["source"], log=print)
+            results = load_drop(warehouse_dsn(), Path(item["landing"]), source=item["source"], log=log.info)
             batches += [r.reconciliation() for r in results]
         return batches
 
     @task(retries=0)
-    def check_raw(batches: list[dict]) -> dict:
-        """The nightly's quality gate, on the batches loaded since the last passed window (this run's key)."""
-        from slm_platform.quality import raise_on_any_failure, run_gate
+    def check_raw() -> dict:
+        """The nightly's quality gate, on the batches loaded since the last passed window (this run's key):
+        it runs after the load (an explicit dependency), and reads no XCom from it."""
+        from slm_platform.gate.quality import raise_on_any_failure, run_gate
 
         ctx = get_current_context()
-        gate = run_gate(_warehouse_dsn(), f"{DAG_ID}/{ctx['dag_run'].run_id}")
-        print(f"quality gate {gate.run_key}: load batches ({gate.after_batch}, {gate.through_batch}]")
+        gate = run_gate(warehouse_dsn(), f"{DAG_ID}/{ctx['dag_run'].run_id}")
+        log.info(f"quality gate {gate.run_key}: load batches ({gate.after_batch}, {gate.through_batch}]")
         results = raise_on_any_failure(gate.results)
         return {
             "batches": [gate.after_batch, gate.through_batch],
@@ -200,7 +199,7 @@ def slm_incident_review() -> None:
 
     # A retry is safe (the build schema is dropped first, the publish is one transaction) but a failed dbt
     # test will not heal: one retry, for a lost connection.
-    @task(pool=POOL, outlets=[MARTS])
+    @task(pool=POOL)
     def build_publish(plan: dict, gate: dict) -> dict:
         """Under the warehouse build lock: dbt build of the incident marts and what they are computed from
         into marts_build_review, at the later of the review's cut-off and the published one, then move the
@@ -211,11 +210,11 @@ def slm_incident_review() -> None:
 
         import psycopg2
 
-        from slm_platform import incident_review as ir
+        from slm_platform.orchestration import incident_review as ir
 
         # one dbt folder for every review (they never run at once): dbt's partial parse is reused
         work = _work_dir("_dbt")
-        dsn = _warehouse_dsn()
+        dsn = warehouse_dsn()
         ir.take_build_lock(dsn=dsn)  # released below, or when this task's process ends
         try:
             conn = psycopg2.connect(dsn)
@@ -225,13 +224,13 @@ def slm_incident_review() -> None:
                 conn.close()
             as_of = datetime.fromisoformat(plan["as_of"])
             if published and published > as_of:
-                print(f"a nightly published a later cut-off meanwhile: {published.isoformat()}")
+                log.info(f"a nightly published a later cut-off meanwhile: {published.isoformat()}")
                 as_of = published
             ir.build(dsn, as_of, str(work))
             tables = ir.publish(dsn)
         finally:
             ir.release_build_lock()
-        print(f"published {len(tables)} tables at cut-off {as_of.isoformat()}: {', '.join(tables)}")
+        log.info(f"published {len(tables)} tables at cut-off {as_of.isoformat()}: {', '.join(tables)}")
         return {"as_of": as_of.isoformat(), "tables": tables}
 
     @task
@@ -242,7 +241,7 @@ def slm_incident_review() -> None:
 
         home = Path(os.environ.get("SLM_HOME", REPO / ".slm"))
         out = home / "reports" / "incidents" / plan["ticket_id"]
-        files = write_incident_reports(_warehouse_dsn(), plan["ticket_id"], out, clients=plan["clients"])
+        files = write_incident_reports(warehouse_dsn(), plan["ticket_id"], out, clients=plan["clients"])
         return {
             "dir": str(out),
             "files": [str(p) for f in files for p in (f.html_path, f.pdf_path)],
@@ -253,11 +252,11 @@ def slm_incident_review() -> None:
     def finish(plan: dict, published: dict, written: dict) -> dict:
         import psycopg2
 
-        from slm_platform import incident_review as ir
+        from slm_platform.orchestration import incident_review as ir
 
         ctx = get_current_context()
         conf = {k: ctx["params"].get(k) for k in ir.PARAM_SCHEMAS}
-        conn = psycopg2.connect(_warehouse_dsn())
+        conn = psycopg2.connect(warehouse_dsn())
         try:
             ir.record_review(
                 conn,
@@ -278,9 +277,20 @@ def slm_incident_review() -> None:
             "report_files": written["files"],
         }
 
+    @task
+    def warm_dashboards(published: dict) -> dict:
+        """Refill Superset's chart-data cache after this publish (as the nightly does after its own), or the
+        republished figures would hide behind the night's cache entries for up to 26 h. Never fails the run:
+        a warning naming `./slm superset warm` when Superset cannot be reached or a chart fails to warm."""
+        from slm_platform.orchestration.dashboards_cache import warm_after_publish
+
+        return warm_after_publish(log)
+
     plan = validate()
-    gate = check_raw(load(extract(plan)))
+    gate = check_raw()
+    load(extract(plan)) >> gate
     published = build_publish(plan, gate)
+    warm_dashboards(published)
     finish(plan, published, report(plan, published))
 
 

@@ -24,7 +24,7 @@ RUN uv venv --python /usr/local/bin/python3.11 /opt/venvs/superset \
  && /opt/venvs/superset/bin/python -c "import importlib.metadata as m, sys; \
 v = m.version('apache-superset'); sys.exit(0 if v == '${SUPERSET_VERSION}' else f'apache-superset {v} != ${SUPERSET_VERSION}')"
 
-# The project package, for `python -m slm_platform.prod_check` (standard library only, so --no-deps is
+# The project package, for `python -m slm_platform.ops.prod_check` (standard library only, so --no-deps is
 # safe in this environment too); editable like in the Airflow image so both images lay /opt/slm out alike.
 COPY pyproject.toml /opt/slm/pyproject.toml
 COPY slm_platform/ /opt/slm/slm_platform/

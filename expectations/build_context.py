@@ -23,71 +23,108 @@ import great_expectations as gx  # noqa: E402  (the env var must be set before t
 import great_expectations.expectations as gxe  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from slm_platform.quality import INCREMENT_SUFFIX, INCREMENTAL_TABLES, increment_query  # noqa: E402
+from slm_platform.canonical import INT, SMALLINT, EntitySpec, entity  # noqa: E402
+from slm_platform.gate.quality import INCREMENT_SUFFIX, INCREMENTAL_TABLES, increment_query  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 GX_DIR = PROJECT_ROOT / "gx"
 DATASOURCE = "warehouse"
 DSN_PLACEHOLDER = "${SLM_WAREHOUSE_DSN}"  # resolved by GX config substitution at run time
-TICKET_TYPES = ["incident", "request", "complaint", "problem", "change"]
-PRIORITIES = ["P1", "P2", "P3", "P4"]
-CHECK_STATUSES = ["up", "down"]
-SURVEY_TYPES = ["transactional", "relationship", "review"]
-# Score scales (CANONICAL_FORMAT.md): CSAT 1-5, NPS 0-10, CES 1-7.
-SCORE_RANGES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
+DOCS_PLACEHOLDER = "${SLM_DATA_DOCS_DIR}"  # likewise: the Data Docs folder (quality.data_docs_dir)
+RESULTS_PLACEHOLDER = "${SLM_GX_VALIDATIONS_DIR}"  # and the validation results store
+
+# The rules themselves (columns, types, key, required columns, accepted values, score ranges, time order)
+# are the canonical specification's (slm_platform/canonical.py, CANONICAL_FORMAT.md), written there once.
+# A suite below only chooses which of them the gate re-checks on the raw table; the helpers take the values
+# from the specification and refuse a column or rule the specification does not have
+# (tests/test_rules_once.py checks the committed suites against it).
+
+
+def _columns(spec: EntitySpec, *columns: str) -> tuple[str, ...]:
+    unknown = [column for column in columns if column not in spec.column_names]
+    if unknown:
+        raise ValueError(f"{spec.table} has no canonical column {', '.join(unknown)}")
+    return columns
+
+
+def not_null(spec: EntitySpec, *columns: str) -> list[gxe.Expectation]:
+    """Not-null on ``columns``, each a key or required column of the canonical ``spec``."""
+    optional = [column for column in _columns(spec, *columns) if column not in (*spec.key, *spec.required)]
+    if optional:
+        raise ValueError(f"{spec.table}: {', '.join(optional)} may be null in the canonical format")
+    return [gxe.ExpectColumnValuesToNotBeNull(column=column) for column in columns]
+
+
+def unique_key(spec: EntitySpec) -> gxe.Expectation:
+    """The canonical key is unique (one column or a compound key)."""
+    if len(spec.key) == 1:
+        return gxe.ExpectColumnValuesToBeUnique(column=spec.key[0])
+    return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.key))
+
+
+def accepted_values(spec: EntitySpec) -> list[gxe.Expectation]:
+    """Every canonical enum of ``spec`` (its accepted values), by column name; null is not_null's concern."""
+    return [
+        gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(spec.enums[column]))
+        for column in sorted(spec.enums)
+    ]
+
+
+def in_range(spec: EntitySpec, column: str, upper: bool = True) -> gxe.Expectation:
+    """The canonical inclusive range of a number column; ``upper=False`` checks the lower bound only."""
+    if spec.type_of(_columns(spec, column)[0]) not in (INT, SMALLINT):
+        raise ValueError(f"{spec.table}.{column} is not a number column")
+    low, high = spec.ranges[column]
+    if not upper:
+        return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low)
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+
+
+def in_order(spec: EntitySpec, earlier: str, later: str) -> gxe.Expectation:
+    """A canonical order check: ``later`` is not before ``earlier`` when both are set."""
+    if (earlier, later) not in spec.order_checks:
+        raise ValueError(f"{spec.table}: no canonical order check ({earlier}, {later})")
+    return gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"
+    )
 
 
 def raw_tickets_expectations() -> list[gxe.Expectation]:
+    spec = entity("tickets")
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="ticket_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="ticket_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="client_code"),
-        gxe.ExpectColumnValuesToNotBeNull(column="opened_at"),
-        gxe.ExpectColumnValuesToBeInSet(column="priority", value_set=PRIORITIES),
-        gxe.ExpectColumnValuesToBeInSet(column="ticket_type", value_set=TICKET_TYPES),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="resolved_at",
-            column_B="opened_at",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-        ),
+        *not_null(spec, *spec.key),
+        unique_key(spec),
+        *not_null(spec, "client_code", "opened_at"),
+        *accepted_values(spec),
+        in_order(spec, "opened_at", "resolved_at"),
     ]
 
 
 def raw_checks_expectations() -> list[gxe.Expectation]:
     # No minimum row count: a deployment without monitoring is legitimate (availability then reports its
     # time as unmeasured). Gaps between checks are legitimate too (unmeasured time), so are not checked.
+    spec = entity("checks")
     return [
-        gxe.ExpectColumnValuesToNotBeNull(column="service_code"),
-        gxe.ExpectColumnValuesToNotBeNull(column="checked_at"),
-        gxe.ExpectColumnValuesToNotBeNull(column="status"),
-        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=CHECK_STATUSES),
+        *not_null(spec, *spec.key, *spec.required),
+        *accepted_values(spec),
         # Two results for one service at one instant would count that instant twice, or contradict itself.
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["service_code", "checked_at"]),
-        gxe.ExpectColumnValuesToBeBetween(column="latency_ms", min_value=0),  # null (no answer) is fine
+        unique_key(spec),
+        # null (no answer) is fine; the upper bound is the integer column's own
+        in_range(spec, "latency_ms", upper=False),
     ]
 
 
 def raw_surveys_expectations() -> list[gxe.Expectation]:
-    expectations: list[gxe.Expectation] = [
-        gxe.ExpectColumnValuesToNotBeNull(column="response_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="response_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="client_code"),
-        gxe.ExpectColumnValuesToNotBeNull(column="sent_at"),
-        gxe.ExpectColumnValuesToBeInSet(column="survey_type", value_set=SURVEY_TYPES),
-    ]
-    expectations += [
-        gxe.ExpectColumnValuesToBeBetween(column=score, min_value=low, max_value=high)
-        for score, (low, high) in SCORE_RANGES.items()
-    ]
-    expectations += [
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="answered_at",
-            column_B="sent_at",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-        ),
+    spec = entity("surveys")
+    return [
+        *not_null(spec, *spec.key),
+        unique_key(spec),
+        *not_null(spec, "client_code", "sent_at"),
+        *accepted_values(spec),
+        # Score scales (CANONICAL_FORMAT.md): CSAT 1-5, NPS 0-10, CES 1-7.
+        *(in_range(spec, score) for score in spec.ranges),
+        *(in_order(spec, earlier, later) for earlier, later in spec.order_checks),
         # A score on a survey nobody answered would count in CSAT / NPS but not in the response rate.
         gxe.UnexpectedRowsExpectation(
             unexpected_rows_query=(
@@ -97,7 +134,6 @@ def raw_surveys_expectations() -> list[gxe.Expectation]:
             description="scores only on answered surveys (answered_at set)",
         ),
     ]
-    return expectations
 
 
 # checkpoint name (= suite = validation definition) -> (raw table, expectations)
@@ -117,6 +153,22 @@ def build() -> None:
     # No telemetry and no progress bars in task logs, whatever the environment says.
     context.variables.analytics_enabled = False
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    # Data Docs go under the stack home (slm_platform.gate.quality sets the variable), not into the checkout.
+    # So do validation results: the docs of a stack show that stack's runs, not every test's.
+    stores = context.variables.stores
+    stores["validation_results_store"]["store_backend"]["base_directory"] = RESULTS_PLACEHOLDER
+    context.variables.stores = stores
+    context.variables.data_docs_sites = {
+        "local_site": {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": DOCS_PLACEHOLDER,
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    }
     context.variables.save()
 
     datasource = context.data_sources.add_postgres(name=DATASOURCE, connection_string=DSN_PLACEHOLDER)
@@ -132,7 +184,7 @@ def build() -> None:
         _add_checkpoint(context, name, batch, suite)
         if table in INCREMENTAL_TABLES:
             # The same suite on the rows of the load batches not yet validated: a query asset whose
-            # bounds are session settings the gate sets (slm_platform.quality); see
+            # bounds are session settings the gate sets (slm_platform.gate.quality); see
             # docs/design/quality_gate.md for why not a partitioned batch definition or a row_condition.
             increment = datasource.add_query_asset(
                 name=f"raw.{table}{INCREMENT_SUFFIX}", query=increment_query(table)

@@ -1,13 +1,15 @@
 """Superset configuration for the SLM platform: every setting comes from the environment.
 
-Loaded by Superset through ``SUPERSET_CONFIG_PATH`` (see ``slm_platform.superset_service.superset_env``).
+Loaded by Superset through ``SUPERSET_CONFIG_PATH``
+(see ``slm_platform.dashboards.superset_service.superset_env``).
 
 Environment:
   SUPERSET_SECRET_KEY      required; in production (``SLM_ENV=production``) a missing, short or
                            well-known key makes the import fail instead of starting an insecure server.
   SUPERSET_METADATA_DSN    SQLAlchemy URL of the metadata database (PostgreSQL).
   SUPERSET_FEATURE_FLAGS   optional JSON object merged over the defaults below.
-  SUPERSET_REDIS_URL       optional; enables Redis caching and Celery (production workers).
+  SUPERSET_REDIS_URL       optional; Redis as the cache shared by every worker (26 h timeouts, emptied and
+                           refilled after each publish by /slm/warm-up) and Celery (production workers).
   SUPERSET_TALISMAN        "true" to enable Talisman (HTTPS deployments); off for loopback dev.
 """
 
@@ -61,6 +63,12 @@ if _extra_flags:
 # No example data, CSRF stays on (the REST client fetches a token), no public role.
 SUPERSET_LOAD_EXAMPLES = False
 WTF_CSRF_ENABLED = True
+try:  # Superset's own list (this file runs at the end of superset.config, where it is already defined)
+    from superset.config import WTF_CSRF_EXEMPT_LIST as _SUPERSET_CSRF_EXEMPT
+except ImportError:  # read outside Superset's environment
+    _SUPERSET_CSRF_EXEMPT = []
+# The cache warm-up's POST routes accept a bearer token only (superset/slm_warmup.py): no cookie, no CSRF.
+WTF_CSRF_EXEMPT_LIST = [*_SUPERSET_CSRF_EXEMPT, "slm_warmup.clear", "slm_warmup.warm"]
 PUBLIC_ROLE_LIKE = None
 AUTH_ROLE_PUBLIC = "Public"
 
@@ -74,11 +82,22 @@ ROW_LIMIT = 50_000
 SUPERSET_WEBSERVER_TIMEOUT = 120
 
 _REDIS_URL = os.environ.get("SUPERSET_REDIS_URL", "")
+# The marts change only when the nightly (or an incident review) publishes them, and every publish is followed
+# by a warm-up that empties the chart-data cache and refills it for every client's dashboards (superset/
+# slm_warmup.py): with a cache shared by all workers an entry can live until the next night (26 h: the
+# nightly's own duration and a late start included). A per-process SimpleCache cannot be emptied or warmed
+# from one request (each gunicorn worker has its own), so it keeps a short timeout: a stale entry after a
+# publish lives 5 minutes at most.
+CACHE_TIMEOUT_SHARED = 26 * 3600
+CACHE_TIMEOUT_PER_PROCESS = 300
 if _REDIS_URL:
-    _cache = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": _REDIS_URL, "CACHE_DEFAULT_TIMEOUT": 300}
+    _cache = {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": _REDIS_URL,
+        "CACHE_DEFAULT_TIMEOUT": CACHE_TIMEOUT_SHARED,
+    }
 else:
-    # Per-process cache: fine for two gunicorn workers on one machine; results are small aggregates.
-    _cache = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
+    _cache = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": CACHE_TIMEOUT_PER_PROCESS}
 CACHE_CONFIG = {**_cache, "CACHE_KEY_PREFIX": "slm_superset_"}
 DATA_CACHE_CONFIG = {**_cache, "CACHE_KEY_PREFIX": "slm_data_"}
 
@@ -92,3 +111,127 @@ class CeleryConfig:  # only used when SUPERSET_REDIS_URL is set (production work
 
 
 CELERY_CONFIG = CeleryConfig if _REDIS_URL else None
+
+
+# Chart-data result types that are features with a permission of their own in the UI (samples, drill to
+# detail, view query), which Superset 6.1's chart-data API does not check: measured, a client role without
+# can_samples got result_type=samples and drill_detail (every column of its rows) and the SQL text. The
+# rows stay behind RLS either way; the check makes the API refuse what the role was never given.
+_RESULT_TYPE_PERMISSIONS = {
+    "samples": ("can_samples", "Datasource"),
+    "drill_detail": ("can_drill", "Dashboard"),
+    "query": ("can_view_query", "Dashboard"),
+}
+
+try:
+    from superset.errors import ErrorLevel, SupersetError, SupersetErrorType
+    from superset.exceptions import SupersetSecurityException
+    from superset.security import SupersetSecurityManager
+except ImportError:  # this file is also read outside Superset's environment (tests of the settings above)
+    SupersetSecurityManager = None
+
+if SupersetSecurityManager is not None:
+
+    class SlmSecurityManager(SupersetSecurityManager):
+        def raise_for_access(self, *args: object, **kwargs: object) -> None:
+            query_context = kwargs.get("query_context")
+            if query_context is not None:
+                kinds = {query_context.result_type, *(q.result_type for q in query_context.queries)}
+                for kind in kinds:
+                    needed = _RESULT_TYPE_PERMISSIONS.get(str(getattr(kind, "value", kind)))
+                    if needed and not self.can_access(*needed):
+                        raise SupersetSecurityException(
+                            SupersetError(
+                                error_type=SupersetErrorType.QUERY_SECURITY_ACCESS_ERROR,
+                                message=f"result type {kind} needs the permission {needed[0]} on {needed[1]}",
+                                level=ErrorLevel.ERROR,
+                            )
+                        )
+            super().raise_for_access(*args, **kwargs)
+
+    CUSTOM_SECURITY_MANAGER = SlmSecurityManager
+
+
+# The quality gate's Great Expectations Data Docs ($SLM_HOME/data_docs, rebuilt by every gate run), served
+# beside the dashboards and linked from the Data quality dashboard. Managers (and Admin) only: a failed
+# expectation's page lists raw values of every client. Browser session required (no API token route).
+def _data_docs_blueprint():  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from flask import Blueprint, abort, send_from_directory
+    from flask_login import current_user
+
+    docs = Path(os.environ.get("SLM_HOME") or Path(__file__).resolve().parents[1] / ".slm") / "data_docs"
+    blueprint = Blueprint("slm_data_docs", __name__, url_prefix="/slm/data-docs")
+
+    @blueprint.route("/", defaults={"path": "index.html"})
+    @blueprint.route("/<path:path>")
+    def serve(path: str):  # type: ignore[no-untyped-def]
+        if not current_user.is_authenticated:
+            abort(401)
+        if not {role.name for role in current_user.roles} & {"Admin", "manager"}:
+            abort(403)
+        return send_from_directory(docs, path)  # refuses paths outside docs (werkzeug safe_join)
+
+    return blueprint
+
+
+def _warm_up_blueprint():  # type: ignore[no-untyped-def]
+    """POST /slm/warm-up (superset/slm_warmup.py, loaded by path: this file is not on sys.path)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("slm_warmup", Path(__file__).with_name("slm_warmup.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.blueprint()
+
+
+try:
+    BLUEPRINTS = [_data_docs_blueprint(), _warm_up_blueprint()]
+except ImportError:  # read outside Superset's environment (no flask_login): no server to add it to
+    BLUEPRINTS = []
+
+
+# The event logger: Superset's DBEventLogger writes and commits a row of its metadata `logs` table for every
+# logged action, 3 per cached chart (6 when the query runs), which measured as the largest removable cost of a
+# chart under load (docs/design/dashboards_under_load.md). The chart-data path is not logged any more; logins,
+# dashboard views, edits and every other action still are (the audit trail of who opened what).
+_UNLOGGED_ACTIONS = (
+    "ChartDataRestApi.",  # .data, .json_dumps, .data_from_cache
+    "_get_data_response",
+    "load_into_dataframe",
+    "QueryObject.post_processing",
+)
+# execute_sql is both a chart's query (logged from superset.models.core) and a SQL Lab statement (from
+# superset.sql_lab): only the first is dropped, SQL Lab stays in the audit trail.
+_UNLOGGED_QUERY = ("execute_sql", "superset.models.core")
+
+
+def _logged(action: object, object_ref: object) -> bool:
+    name = str(action)
+    return not (name.startswith(_UNLOGGED_ACTIONS) or (name, object_ref) == _UNLOGGED_QUERY)
+
+
+try:
+    from superset.utils.log import DBEventLogger
+except ImportError:
+    DBEventLogger = None
+
+if DBEventLogger is not None:
+
+    class SlmEventLogger(DBEventLogger):
+        """Superset's DBEventLogger without the chart-data actions (see _UNLOGGED_ACTIONS)."""
+
+        def log_with_context(  # type: ignore[override]
+            self,
+            action: str,
+            duration: object = None,
+            object_ref: object = None,
+            *args: object,
+            **kwargs: object,
+        ) -> None:
+            if _logged(action, object_ref):
+                super().log_with_context(action, duration, object_ref, *args, **kwargs)  # type: ignore[arg-type]
+
+    EVENT_LOGGER = SlmEventLogger()

@@ -1,6 +1,11 @@
 """Shared fixtures: a throw-away stack under its own SLM_HOME, started and stopped by the suite.
 
 Set SLM_TEST_PG_URL to run the database tests against an existing server instead (a superuser URL).
+
+Every test gets one lane marker, from what it needs (``pytest -m unit``, ``make check``):
+``unit`` nothing but the code; ``db`` a PostgreSQL cluster; ``stack`` Airflow and/or Superset (the demo stack
+or one of its own); ``browser`` is added to tests that drive chromium. The lane follows from the fixtures a
+test uses; the modules that start what they need themselves are listed in ``OWN_SERVICES``.
 """
 
 from __future__ import annotations
@@ -17,10 +22,45 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from slm_platform.pgcluster import standin_root
+from slm_platform.ops.pgcluster import standin_root
 from slm_platform.settings import REPO_ROOT, WAREHOUSE_DB, PgServer
 
 SLM = str(REPO_ROOT / "slm")
+STACK_FIXTURES = {"demo_stack"}
+DB_FIXTURES = {"pg_server"}
+# Modules whose tests start their own cluster or stack (no shared fixture shows it), by lane.
+OWN_SERVICES = {
+    "test_crash": "db",
+    "test_repeats": "stack",
+    "test_setup": "stack",
+    "test_stack": "stack",
+    "test_prometheus_dag": "stack",
+    "test_servicenow_dag": "stack",
+    "test_dag_params": "stack",
+    "test_celery": "stack",
+    "test_survey_dag": "stack",
+    "test_jira_dag": "stack",
+    "test_zabbix_dag": "stack",
+    "test_prometheus_real": "db",
+}
+BROWSER_MODULES = {
+    "test_superset_browser",
+    "test_incident_review_ui",
+    "test_superset_incident",
+    "test_review_pack",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        needs = set(item.fixturenames)
+        lane = OWN_SERVICES.get(module) or (
+            "stack" if needs & STACK_FIXTURES else "db" if needs & DB_FIXTURES else "unit"
+        )
+        item.add_marker(getattr(pytest.mark, lane))
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
 _HOMES: set[Path] = set()  # every SLM_HOME the suite ran ./slm with (see no_cluster_left_behind)
 
 
@@ -133,12 +173,15 @@ class DemoStack:
 def demo_stack(stack_home: Path, pg_server: PgServer) -> DemoStack:
     """The full stack with the demo data run through the nightly DAG and Superset provisioned.
 
-    Built by the same command a person runs (`./slm demo`), so the suite checks what `make demo` gives.
+    Built by the same command a person runs (`./slm demo up`), so the suite checks what `make demo` gives.
     """
     if os.environ.get("SLM_TEST_PG_URL"):
         pytest.fail("demo_stack needs the suite's own stack: unset SLM_TEST_PG_URL")
-    proc = slm(stack_home, "demo", timeout=1800)
-    (stack_home / "demo.out").write_text(proc.stdout + proc.stderr)
+    proc = slm(stack_home, "demo", "up", timeout=1800)
+    # What the terminal showed, logins included (the demo prints them): owner-only, like credentials.json.
+    out = stack_home / "demo.out"
+    out.touch(mode=0o600)
+    out.write_text(proc.stdout + proc.stderr)
     state = json.loads((stack_home / "stack.json").read_text())
     creds = json.loads((stack_home / "credentials.json").read_text())
     return DemoStack(
@@ -153,7 +196,7 @@ def demo_stack(stack_home: Path, pg_server: PgServer) -> DemoStack:
 # The Superset test modules' shared fixtures (module scope: a fresh login per module, as a token expires).
 @pytest.fixture(scope="module")
 def admin(demo_stack: DemoStack):
-    from slm_platform.superset_api import SupersetClient
+    from slm_platform.dashboards.superset_api import SupersetClient
 
     creds = demo_stack.credentials["superset"]["admin"]
     return SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])

@@ -4,7 +4,8 @@
 ``f<=v``, ``fINa,b``, ``ORDERBYf``, ``ORDERBYDESCf`` joined by ``^``; anything else answers 400 so that a
 wrong query fails loudly instead of silently matching everything), ``sysparm_limit``, ``sysparm_offset``,
 ``sysparm_fields``, ``sysparm_display_value`` (false/true/all), ``X-Total-Count`` and ``Link`` headers,
-basic or bearer auth (401 otherwise) and scripted faults per request number.
+basic or bearer auth (401 otherwise) and scripted faults per request number (:func:`storm` draws a
+seeded schedule of them: 429, 5xx, timeouts, resets, cut, garbled and ``result``-less 200s).
 
 :func:`populate` generates incidents whose lifecycle is written twice: as ServiceNow rows (incident +
 sys_audit, codes and sys_ids) and as the canonical truth (``fake.truth``), so that tests compare the
@@ -17,6 +18,8 @@ import base64
 import json
 import random
 import re
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -73,6 +76,43 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     sleep: float = 0.0  # sleep before answering (past the client's timeout: a timeout)
+    body: str | None = None  # the answer's raw body instead of an error object (a garbled or result-less 200)
+    reset: bool = False  # close the connection with a TCP reset instead of answering
+    truncate: bool = False  # promise a longer body than sent, then reset (a cut answer)
+
+
+# The faults of a storm (tests/test_fault_storm.py), each as a proxy or a server in trouble answers.
+STORM_KINDS: dict[str, Fault] = {
+    "429": Fault(429, retry_after="2"),
+    "500": Fault(500),
+    "502": Fault(502, body="<html><body>502 Bad Gateway</body></html>"),
+    "503": Fault(503),
+    "timeout": Fault(200, sleep=2.5),
+    "reset": Fault(reset=True),
+    "truncated": Fault(200, truncate=True),
+    "garbled": Fault(200, body='{"result": [{"sys_id": "0f3a'),
+    "no_result": Fault(200, body='{"status": "ok"}'),
+}
+
+
+def storm(seed: int, requests: int, rate: float = 0.3, longest_run: int = 3) -> dict[int, Fault]:
+    """A seeded fault schedule: about ``rate`` of the request numbers 1..``requests`` fail, in runs of 1 to
+    ``longest_run`` consecutive requests (a flapping proxy), each fault of a random kind of STORM_KINDS."""
+    rnd = random.Random(seed)
+    kinds = sorted(STORM_KINDS)
+    plan: dict[int, Fault] = {}
+    n = 1
+    while n <= requests:
+        # a run (m faults on average, then one good answer) starts with probability q: the share of
+        # faulted requests is q m / (1 + q m), which is ``rate`` for q = rate / (m (1 - rate))
+        mean_run = (1 + longest_run) / 2
+        if rnd.random() < rate / (mean_run * (1 - rate)):
+            for k in range(rnd.randint(1, longest_run)):
+                plan[n + k] = STORM_KINDS[rnd.choice(kinds)]
+            n += k + 2  # at least one good answer between runs, so a run's length is what was drawn
+        else:
+            n += 1
+    return plan
 
 
 @dataclass
@@ -104,6 +144,12 @@ class FakeServiceNow:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 fake._handle(self)
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                except OSError:
+                    pass  # the connection was reset on purpose (a scripted fault)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -176,6 +222,12 @@ class FakeServiceNow:
         if fault:
             if fault.sleep:
                 time.sleep(fault.sleep)
+            if fault.reset or fault.truncate:
+                reset_connection(h, b'{"result": [' if fault.truncate else None)
+                return 0
+            if fault.body is not None:
+                send_raw(h, fault.status, fault.body.encode())
+                return fault.status
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             self._send(
                 h,
@@ -386,6 +438,34 @@ class FakeServiceNow:
                 (iso(at), "assignment_group", None, group),
             ]
         return inc
+
+
+def send_raw(h: BaseHTTPRequestHandler, status: int, data: bytes) -> None:
+    try:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def reset_connection(h: BaseHTTPRequestHandler, partial: bytes | None) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), after the start of an answer if ``partial``."""
+    try:
+        if partial is not None:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(partial) + 1000))
+            h.end_headers()
+            h.wfile.write(partial)
+            h.wfile.flush()
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        h.connection.close()
+    except OSError:
+        pass
+    h.close_connection = True
 
 
 def _match(value: str, op: str, v: str) -> bool:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import ASSETS_DIR
+from slm_platform.dashboards.provision import ASSETS_DIR
+from slm_platform.dashboards.superset_api import SupersetClient
 
 CHARTS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "charts").glob("*.yaml")}
 DATASETS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "datasets").rglob("*.yaml")}
@@ -87,3 +87,20 @@ def chart_data(api: SupersetClient, chart_id: int) -> dict:
 
 def rowcount(result: dict) -> int:
     return result["rowcount"]
+
+
+def chart_ids_of(admin: SupersetClient, keys) -> dict[str, int]:
+    """Superset's ids of the charts ``keys`` (file stems), looked up by their fixed UUIDs."""
+    from slm_platform.dashboards.provision import by_uuid
+
+    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in keys}
+
+
+def sql_figure(conn, sql: str, client: str | None, rounded: bool = False) -> object:
+    """One figure from the marts: ``{where}`` in ``sql`` becomes ``where client_code = <client>`` (a client's
+    view) or ``where true``; ``rounded`` rounds a number to 6 digits as the chart-data API does."""
+    where = "where client_code = %s" if client else "where true"
+    with conn.cursor() as cur:
+        cur.execute(sql.format(where=where), (client,) if client else ())
+        (value,) = cur.fetchone()
+    return round(float(value), 6) if rounded and value is not None else value

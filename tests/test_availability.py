@@ -4,7 +4,7 @@ incremental check intervals: an incremental nightly run gives what a full rebuil
 The Python side shares no code with the dbt models: it reads raw.* and the contract catalogue, expands each
 check into the minutes it holds (CANONICAL_FORMAT.md: until the next check, at most twice the usual
 interval, here the most frequent spacing within the check's UTC day), and counts minutes per local day with
-the independent calendar reference (slm_platform.business_time.open_intervals).
+the independent calendar reference (slm_platform.reference.business_time.open_intervals).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 
-from slm_platform.business_time import open_intervals
-from slm_platform.contracts import load_catalogue
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts, objective_id
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts, objective_id
+from slm_platform.load.loader import load_drop
+from slm_platform.reference.business_time import open_intervals
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts
 
 SELECT = ["--select", "+fct_availability", "+fct_outage", "+fct_error_budget_burn"]

@@ -1,6 +1,7 @@
 """Business time: the window table + the ``business_minute_mark`` macro's SQL against hand-computed figures
-(worked examples 1-3 and edge cases) and against ``slm_platform.business_time`` (an independent day-by-day
-walk) on thousands of random tickets; then the clock rules of ``fct_ticket_sla`` on hand-made tickets."""
+(worked examples 1-3 and edge cases) and against ``slm_platform.reference.business_time`` (an independent
+day-by-day walk) on thousands of random tickets; then the clock rules
+of ``fct_ticket_sla`` on hand-made tickets."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import psycopg2
 import pytest
 import yaml
 
-from slm_platform.business_time import business_minutes, install_dbt_business_time, render_macro
-from slm_platform.contracts import load_catalogue
-from slm_platform.contracts_load import load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.contracts.load import load_contracts
+from slm_platform.reference.business_time import business_minutes, install_dbt_business_time, render_macro
 from slm_platform.settings import REPO_ROOT
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 
 SAMPLE = REPO_ROOT / "contracts" / "catalogue.yaml"
 PARIS, NEW_YORK, BERLIN = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York"), ZoneInfo("Europe/Berlin")
@@ -278,7 +279,7 @@ def _insert(conn, table: str, rows: list[dict]) -> None:
 
 def test_clock_rules_in_fct_ticket_sla(fresh_db: str, tmp_path: Path) -> None:
     """Priority change, reopen, pause, breach time, open ticket and cut-off, through the real models."""
-    from slm_platform.raw_schema import ensure_raw_schema
+    from slm_platform.load.raw_schema import ensure_raw_schema
 
     # SLA-ACME-2026 v2 (from 2026-07-01) on FR-BUSINESS: P2 response 30, resolution 360; P3 response 120.
     tickets = [

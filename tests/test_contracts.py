@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_platform import contracts
-from slm_platform.contracts import CatalogueError, load_catalogue, main_validate, support_findings, validate
+from slm_platform.contracts import catalogue as contracts
+from slm_platform.contracts.catalogue import (
+    CatalogueError,
+    load_catalogue,
+    main_validate,
+    support_findings,
+    validate,
+)
+from slm_platform.settings import REPO_ROOT
 
 SAMPLE = contracts.DEFAULT_CATALOGUE
 
@@ -389,7 +396,7 @@ def test_measured_by_defaults_to_checks_and_is_read(tmp_path):
 
 
 def test_sample_statuspage_contract_declares_reported_outages():
-    catalogue = load_catalogue(Path(contracts.__file__).parents[1] / "contracts" / "statuspage_sample.yaml")
+    catalogue = load_catalogue(REPO_ROOT / "contracts" / "statuspage_sample.yaml")
     (objective,) = catalogue.agreements[0].objectives
     assert (objective.metric, objective.measured_by) == ("availability", "reported_outages")
 

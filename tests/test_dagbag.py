@@ -14,7 +14,7 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):
     import os
 
     os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow_home")))
-    from slm_platform import dbt_runner
+    from slm_platform.transform import dbt_runner
 
     dbt_runner.dbt_parse()  # Cosmos renders the dbt task group from the manifest
     from airflow.dag_processing.dagbag import DagBag
@@ -95,3 +95,70 @@ def test_nightly_passes_the_interval_end_as_dbt_var_as_of(dagbag) -> None:
         task = dag.get_task(task_id)
         rendered = task.render_template(task.vars, {"data_interval_end": end})
         assert rendered == {"as_of": "2026-11-01T00:00:00+00:00"}, task_id
+
+
+def test_dags_use_the_warehouse_hook_and_the_logger() -> None:
+    """The warehouse comes from the hook on the slm_warehouse connection (slm_platform.orchestration.
+    warehouse), never a hand-built URI; tasks log through the logger, never print."""
+    import re
+
+    files = sorted((REPO_ROOT / "dags").glob("*.py"))
+    files += sorted((REPO_ROOT / "slm_platform" / "orchestration").glob("*.py"))
+    assert len(files) >= 8
+    for path in files:
+        text = path.read_text()
+        assert "get_uri()" not in text, path
+        assert not re.search(r"\bprint\(", text), path
+        assert "=print" not in text.replace(" ", ""), path  # no print handed over as a log callback
+        if path.parent.name == "dags":
+            assert 'Connection.get("slm_warehouse")' not in text, path
+
+
+def test_no_task_emits_an_asset_nobody_consumes(dagbag) -> None:
+    """Assets were emitted and nothing was scheduled on them: removed (docs/design/orchestration.md)."""
+    for dag_id, dag in dagbag.dags.items():
+        for t in dag.tasks:
+            assert not t.outlets, f"{dag_id}.{t.task_id} emits {t.outlets}"
+            # Cosmos would add one per dbt model at run time (emit_datasets, its default)
+            assert not getattr(t, "emit_datasets", False), f"{dag_id}.{t.task_id} emits dbt model Assets"
+            assert not getattr(t, "_should_generate_model_uris", False), f"{dag_id}.{t.task_id}"
+
+
+def test_gate_waits_for_the_load_without_reading_its_xcom(dagbag) -> None:
+    for dag_id in ("slm_nightly", "slm_incident_review"):
+        gate = dagbag.dags[dag_id].get_task("check_raw")
+        assert "load" in gate.upstream_task_ids, dag_id
+        args = [*gate.op_args, *gate.op_kwargs.values()]
+        sources = {getattr(getattr(a, "operator", None), "task_id", None) for a in args}
+        assert "load" not in sources, dag_id
+
+
+def test_surveys_dag_shape(dagbag) -> None:
+    """slm_surveys: hourly interval runs, one at a time, validate → surveys → extract → load, mapped per
+    survey (issue 15)."""
+    dag = dagbag.dags["slm_surveys"]
+    assert set(dag.task_ids) == {"validate", "surveys", "extract", "load"}
+    assert dag.get_task("load").upstream_task_ids == {"extract"}
+    assert {type(dag.get_task(t)).__name__ for t in ("extract", "load")} == {"DecoratedMappedOperator"}
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "0 * * * *"
+
+
+def test_jira_dag_shape(dagbag) -> None:
+    """slm_jira: hourly interval runs, one at a time, validate → extract → load (issue 15)."""
+    dag = dagbag.dags["slm_jira"]
+    assert set(dag.task_ids) == {"validate", "extract", "load"}
+    assert dag.get_task("extract").upstream_task_ids == {"validate"}
+    assert dag.get_task("load").upstream_task_ids == {"extract"}
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "0 * * * *"
+
+
+def test_zabbix_dag_shape(dagbag) -> None:
+    """slm_zabbix: hourly interval runs, one at a time, validate → extract → load (issue 15)."""
+    dag = dagbag.dags["slm_zabbix"]
+    assert set(dag.task_ids) == {"validate", "extract", "load"}
+    assert dag.get_task("extract").upstream_task_ids == {"validate"}
+    assert dag.get_task("load").upstream_task_ids == {"extract"}
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "0 * * * *"

@@ -2,7 +2,7 @@
 
 They read docker/compose.yaml, the Dockerfiles, their per-Dockerfile .dockerignore files and .env.example,
 and hold them to the repository: files the images COPY, lock files and pinned versions, secrets only from
-docker/.env, loopback-only ports, healthchecks, and slm_platform.prod_check's rules.
+docker/.env, loopback-only ports, healthchecks, and slm_platform.ops.prod_check's rules.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_platform import prod_check
+from slm_platform.ops import prod_check, stack
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -25,8 +25,17 @@ COMPOSE_FILE = DOCKER / "compose.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
 
 EXPECTED_SERVICES = {
-    "postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-    "airflow-triggerer", "airflow-worker", "superset-init", "superset", "superset-worker",
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "superset-init",
+    "superset",
+    "superset-worker",
 }
 ONE_SHOT = {"airflow-init", "superset-init"}
 AIRFLOW_SERVICES = {s for s in EXPECTED_SERVICES if s.startswith("airflow-")}
@@ -198,8 +207,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context(name):
         assert not ignore.excluded(source), f"{name}: COPY {source}: excluded by the .dockerignore"
         if path.is_dir():
             kept = [
-                p for p in path.rglob("*")
-                if p.is_file() and not ignore.excluded(str(p.relative_to(REPO)))
+                p for p in path.rglob("*") if p.is_file() and not ignore.excluded(str(p.relative_to(REPO)))
             ]
             assert kept, f"{name}: COPY {source}: every file in it is excluded"
 
@@ -207,8 +215,16 @@ def test_every_copied_file_exists_and_is_in_the_build_context(name):
 @pytest.mark.parametrize("name", ["airflow.Dockerfile", "superset.Dockerfile"])
 def test_build_context_keeps_secrets_and_local_state_out(name):
     ignore = DockerIgnore(DOCKER / (name + ".dockerignore"))
-    for rel in ["docker/.env", ".env", ".venvs/airflow/bin/python", ".slm/stack.json", ".git/config",
-                "dbt_project/target/manifest.json", "slm_platform/__pycache__/x.pyc", "tests/conftest.py"]:
+    for rel in [
+        "docker/.env",
+        ".env",
+        ".venvs/airflow/bin/python",
+        ".slm/stack.json",
+        ".git/config",
+        "dbt_project/target/manifest.json",
+        "slm_platform/__pycache__/x.pyc",
+        "tests/conftest.py",
+    ]:
         assert ignore.excluded(rel), f"{name}: {rel} would be sent to the builder"
 
 
@@ -257,8 +273,11 @@ def test_pinned_versions_agree_with_the_lock_files():
         "apache-superset": lock_version("superset", "apache-superset"),
         "dbt-core": lock_version("dbt", "dbt-core"),
     }
-    arg_names = {"AIRFLOW_VERSION": "apache-airflow", "SUPERSET_VERSION": "apache-superset",
-                 "DBT_VERSION": "dbt-core"}
+    arg_names = {
+        "AIRFLOW_VERSION": "apache-airflow",
+        "SUPERSET_VERSION": "apache-superset",
+        "DBT_VERSION": "dbt-core",
+    }
     found: dict[str, set[str]] = {p: set() for p in truth}
     for path in DOCKER.rglob("*"):
         if not path.is_file() or path.name == ".env":
@@ -273,15 +292,52 @@ def test_pinned_versions_agree_with_the_lock_files():
         assert versions <= {truth[package]}, f"{package}: docker/ pins {versions}, lock has {truth[package]}"
 
 
+def env_files_of(service: dict) -> dict[str, str]:
+    """The variables a service gets from its env_file(s) (relative to docker/), as compose reads them."""
+    files = service.get("env_file") or []
+    files = [files] if isinstance(files, str) else files
+    out: dict[str, str] = {}
+    for f in files:
+        path = f["path"] if isinstance(f, dict) else f
+        out |= stack.celery_settings(DOCKER / path)
+    return out
+
+
+def test_executor_settings_have_one_source(services):
+    """Every Airflow service reads docker/airflow/celery.env, the file ./slm stack up --executor celery reads;
+    none overrides one of its keys in `environment` (compose would let the service's value win)."""
+    assert stack.CELERY_ENV_FILE == DOCKER / "airflow" / "celery.env"
+    shared = stack.celery_settings()
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert {"AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CELERY__TASK_ACKS_LATE"} <= set(shared)
+    for name in AIRFLOW_SERVICES:
+        assert env_files_of(services[name]) == shared, name
+        assert not set(env_of(services[name])) & set(shared), name
+    # host-bound settings are not in the shared file: each deployment names its own broker and backend
+    assert not {"AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"} & set(shared)
+
+
+def test_airflow_gets_the_superset_connection(services):
+    for name in AIRFLOW_SERVICES:
+        conn = env_of(services[name])["AIRFLOW_CONN_SLM_SUPERSET"]
+        parsed = json.loads(conn)
+        assert parsed["conn_type"] == "http" and parsed["host"] == "superset" and parsed["port"] == 8088, name
+        assert WHOLE_REF.match(parsed["password"]).group(1) == "SUPERSET_ADMIN_PASSWORD", name
+
+
 def test_airflow_runs_celery_executor(services):
     for name in AIRFLOW_SERVICES:
-        env = env_of(services[name])
+        env = env_files_of(services[name]) | env_of(services[name])
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/"), name
-        assert re.match(r"^db\+postgresql(\+psycopg2)?://[^@]+@postgres:5432/slm_airflow$",
-                        env["AIRFLOW__CELERY__RESULT_BACKEND"]), name
-        assert re.match(r"^postgresql\+psycopg2://[^@]+@postgres:5432/slm_airflow$",
-                        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]), name
+        assert re.match(
+            r"^db\+postgresql(\+psycopg2)?://[^@]+@postgres:5432/slm_airflow$",
+            env["AIRFLOW__CELERY__RESULT_BACKEND"],
+        ), name
+        assert re.match(
+            r"^postgresql\+psycopg2://[^@]+@postgres:5432/slm_airflow$",
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        ), name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert services["airflow-worker"]["command"][:2] == ["celery", "worker"]
     assert services["airflow-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -293,10 +349,21 @@ def test_airflow_runs_celery_executor(services):
 
 
 def test_dbt_profile_and_superset_config_get_the_variables_they_read(services):
+    # In Airflow, dbt's profile is Cosmos' mapping of the slm_warehouse connection
+    # (slm_platform/orchestration/warehouse.py); profiles.yml's SLM_PG_* are the CLI's, not passed here.
     profile = (REPO / "dbt_project" / "profiles.yml").read_text()
     profile_vars = set(re.findall(r"env_var\('([A-Z_]+)'", profile))
     assert profile_vars, "profiles.yml reads no env_var: check the parser"
-    assert profile_vars <= set(env_of(services["airflow-worker"])), profile_vars
+    for name in AIRFLOW_SERVICES:
+        assert not profile_vars & set(env_of(services[name])), (name, profile_vars)
+    nightly = (REPO / "dags" / "slm_nightly.py").read_text()
+    assert "profile_config=dbt_profile(DBT_PROJECT)" in nightly
+    warehouse = (REPO / "slm_platform" / "orchestration" / "warehouse.py").read_text()
+    assert 'WAREHOUSE_CONN_ID = "slm_warehouse"' in warehouse
+    assert "PostgresUserPasswordProfileMapping(" in warehouse
+    project = (REPO / "dbt_project" / "dbt_project.yml").read_text()
+    project_vars = set(re.findall(r"env_var\('([A-Z_]+)'", project))
+    assert project_vars <= set(env_of(services["airflow-worker"])), project_vars
     config = (REPO / "superset" / "superset_config.py").read_text()
     read = set(re.findall(r"os\.environ\.get\(\s*\"([A-Z_]+)\"", config))
     for name in SUPERSET_SERVICES:
@@ -331,6 +398,22 @@ def test_no_secret_literal_in_compose(compose):
         for password in re.findall(r"://[^:/@\s]+:([^@\s]*)@", text):
             assert WHOLE_REF.match(password), f"literal password in URL {text!r}"
             assert WHOLE_REF.match(password).group(1) == "POSTGRES_PASSWORD"
+
+
+def test_warehouse_password_is_spelt_once_for_airflow(services):
+    """The Airflow services get the warehouse's password in one variable, the slm_warehouse connection:
+    no SLM_WAREHOUSE_DSN or SLM_PG_PASSWORD beside it (airflow-init's POSTGRES_PASSWORD is prod_check's)."""
+    for name in AIRFLOW_SERVICES:
+        env = env_of(services[name])
+        spelt = [k for k, v in env.items() if "slm_warehouse" in v and "PASSWORD" in v]
+        assert spelt == ["AIRFLOW_CONN_SLM_WAREHOUSE"], (name, spelt)
+        assert not {"SLM_WAREHOUSE_DSN", "SLM_PG_PASSWORD"} & set(env), name
+        with_password = [k for k, v in env.items() if "POSTGRES_PASSWORD" in v]
+        expected = {"AIRFLOW_CONN_SLM_WAREHOUSE", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"}
+        expected |= {"AIRFLOW__CELERY__RESULT_BACKEND"}  # the metadata database, not the warehouse
+        if name == "airflow-init":
+            expected.add("POSTGRES_PASSWORD")
+        assert set(with_password) == expected, (name, with_password)
 
 
 def test_ports_publish_on_loopback_only(services):
@@ -414,8 +497,10 @@ def test_postgres_init_script_creates_databases_and_reader_role(services):
 
 @pytest.mark.parametrize(
     ("service", "script", "first_real_step"),
-    [("airflow-init", "airflow/init.sh", "airflow db migrate"),
-     ("superset-init", "superset/init.sh", "superset db upgrade")],
+    [
+        ("airflow-init", "airflow/init.sh", "airflow db migrate"),
+        ("superset-init", "superset/init.sh", "superset db upgrade"),
+    ],
 )
 def test_init_services_run_prod_check_first(services, service, script, first_real_step):
     svc = services[service]
@@ -425,10 +510,10 @@ def test_init_services_run_prod_check_first(services, service, script, first_rea
     assert dict(copy_sources(dockerfile))[f"docker/{script}"] == installed
     text = (DOCKER / script).read_text()
     assert "set -euo pipefail" in text
-    check = text.index("python -m slm_platform.prod_check")
+    check = text.index("python -m slm_platform.ops.prod_check")
     assert check < text.index(first_real_step)
     assert subprocess.run(["bash", "-n", str(DOCKER / script)]).returncode == 0
-    # The package is installed in both images, so `python -m slm_platform.prod_check` resolves.
+    # The package is installed in both images, so `python -m slm_platform.ops.prod_check` resolves.
     assert "-e /opt/slm" in dockerfile.read_text()
 
 
@@ -456,8 +541,16 @@ def test_env_example_values_are_refused_one_by_one():
 @pytest.mark.parametrize("name", prod_check.ALL)
 @pytest.mark.parametrize(
     "bad",
-    ["", "CHANGE_ME", "change_me", "admin", "secret", "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
-     "thisISaSECRET_1234", "CHANGE_ME_0123456789abcdefghijklmnopqrstuvwxyz"],
+    [
+        "",
+        "CHANGE_ME",
+        "change_me",
+        "admin",
+        "secret",
+        "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
+        "thisISaSECRET_1234",
+        "CHANGE_ME_0123456789abcdefghijklmnopqrstuvwxyz",
+    ],
 )
 def test_defaults_and_placeholders_are_refused(name, bad):
     env = {**strong(), name: bad}
@@ -551,7 +644,7 @@ def test_compose_gives_each_init_container_its_group(services):
             assert name in env, f"{service} does not receive {name}, so prod_check --for {group} would refuse"
             assert WHOLE_REF.match(env[name]).group(1) == name
         script = "airflow/init.sh" if group == "airflow" else "superset/init.sh"
-        assert f"python -m slm_platform.prod_check --for {group}" in (DOCKER / script).read_text()
+        assert f"python -m slm_platform.ops.prod_check --for {group}" in (DOCKER / script).read_text()
 
 
 def test_main_refuses_the_example_and_accepts_a_generated_file(tmp_path, capsys):
@@ -592,15 +685,20 @@ def test_main_reads_the_process_environment(monkeypatch, capsys):
 def test_read_env_file_follows_compose_syntax(tmp_path):
     f = tmp_path / ".env"
     f.write_text("# comment\n\nA=1\nexport B=two\nC='quoted # not a comment'\nD=\"dq\"\nE=val # trailing\n")
-    assert prod_check.read_env_file(f) == {"A": "1", "B": "two", "C": "quoted # not a comment", "D": "dq",
-                                           "E": "val"}
+    assert prod_check.read_env_file(f) == {
+        "A": "1",
+        "B": "two",
+        "C": "quoted # not a comment",
+        "D": "dq",
+        "E": "val",
+    }
 
 
 def test_airflow_init_creates_every_pool_the_dags_use():
     """A task in a pool that does not exist is never scheduled: every pool the DAGs name must be created by
     the production init (the local stack creates it in stack.py)."""
     dag_sources = "\n".join(p.read_text() for p in sorted((REPO / "dags").glob("*.py")))
-    from slm_platform.incident_review import POOL
+    from slm_platform.orchestration.incident_review import POOL
 
     assert "pool=" in dag_sources or '"pool"' in dag_sources, "no pool in the DAGs: drop this test"
     init = (DOCKER / "airflow" / "init.sh").read_text()

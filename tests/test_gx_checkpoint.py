@@ -9,9 +9,7 @@ from datetime import datetime
 import psycopg2
 import pytest
 
-from slm_platform import demo_data
-from slm_platform.loader import load_drop
-from slm_platform.quality import (
+from slm_platform.gate.quality import (
     GX_PROJECT_ROOT,
     RAW_CHECKPOINTS,
     CheckResult,
@@ -24,7 +22,9 @@ from slm_platform.quality import (
     run_gate,
     validated_through,
 )
-from slm_platform.raw_schema import ensure_raw_schema
+from slm_platform.load.loader import load_drop
+from slm_platform.load.raw_schema import ensure_raw_schema
+from slm_platform.sources import demo_data
 
 GOOD = [
     # ticket_id, client, type, priority, opened_at, resolved_at
@@ -401,7 +401,12 @@ def test_gate_validates_only_the_new_batches(fresh_db: str) -> None:
     night1 = run_gate(fresh_db, "2026-11-01T00:00:00+00:00")
 
     assert night1.success, [r.summary() for r in night1.results]
-    assert [r.checkpoint for r in night1.results] == ["raw_tickets", "raw_checks_increment", "raw_surveys"]
+    assert [r.checkpoint for r in night1.results] == [
+        "load_batches_reconciled",
+        "raw_tickets",
+        "raw_checks_increment",
+        "raw_surveys",
+    ]
     assert (night1.after_batch, night1.through_batch) == (0, first)
     assert _checks_result(night1).rows == 50
     assert _mark(fresh_db) == first
@@ -421,7 +426,7 @@ def test_gate_validates_only_the_new_batches(fresh_db: str) -> None:
     assert not whole.success and whole.rows == 80
     full = run_gate(fresh_db, "manual-full-check", full=True)
     assert full.full_check and (full.after_batch, full.through_batch) == (0, second)
-    assert [r.checkpoint for r in full.results] == list(RAW_CHECKPOINTS)
+    assert [r.checkpoint for r in full.results] == ["load_batches_reconciled", *RAW_CHECKPOINTS]
     assert not full.success
     assert _mark(fresh_db) == second  # a failed full check moves nothing
 
@@ -517,10 +522,10 @@ def test_window_waits_for_a_check_load_in_progress(fresh_db: str) -> None:
     cannot see, and the next window would start above it: those checks would never be validated."""
     import threading
 
-    from slm_platform.quality import open_window
+    from slm_platform.gate.quality import open_window
 
     _load_checks(fresh_db, "2026-11-01", 10)
-    loading = psycopg2.connect(fresh_db)  # a checks load, as slm_platform.loader._load_file runs it
+    loading = psycopg2.connect(fresh_db)  # a checks load, as slm_platform.load.loader._load_file runs it
     lcur = loading.cursor()
     lcur.execute("select pg_advisory_xact_lock(hashtext('slm_platform.loader.checks'))")
     lcur.execute(
@@ -562,3 +567,62 @@ def test_window_waits_for_a_check_load_in_progress(fresh_db: str) -> None:
     gate_conn.close()
     ((after, through, _, _),) = window
     assert after < late <= through and through >= other
+
+
+def test_gate_refuses_a_batch_that_does_not_reconcile(fresh_db: str) -> None:
+    """A committed ok batch whose counts do not add up (read 30 != loaded 25 + unchanged 0 + quarantined
+    0), or whose quarantined count differs from its rows in raw.quarantine, fails the gate by batch id, even
+    though every expectation passes; a failed batch (rolled back, no rows) does not block."""
+    _raw_tickets(fresh_db, GOOD)
+    good = _load_checks(fresh_db, "2026-11-01", 10)
+    short = _load_checks(fresh_db, "2026-11-02", 30)
+    _query_one(fresh_db, "update raw.load_batches set rows_loaded = 25 where batch_id = %s", (short,))
+    lost = _load_checks(fresh_db, "2026-11-03", 5)
+    _query_one(  # says 2 rows were quarantined, none is in raw.quarantine
+        fresh_db,
+        "update raw.load_batches set rows_loaded = 3, rows_quarantined = 2 where batch_id = %s",
+        (lost,),
+    )
+    _query_one(
+        fresh_db,
+        "insert into raw.load_batches (source, entity, file, started_at, finished_at, status, error)"
+        " values ('test', 'tickets', 'tickets.csv', now(), now(), 'failed', 'refused')",
+    )
+
+    gate = run_gate(fresh_db, "2026-11-03T00:00:00+00:00")
+
+    assert not gate.success
+    (check,) = [r for r in gate.results if r.checkpoint == "load_batches_reconciled"]
+    assert not check.success and check.rows == 3  # the three ok batches were read, the failed one skipped
+    (failure,) = check.failures
+    assert failure.unexpected_count == 2
+    assert f"batch {short} (checks): read 30 != loaded 25" in failure.detail
+    assert f"batch {lost} (checks)" in failure.detail and f"batch {good} " not in failure.detail
+    assert all(r.success for r in gate.results if r.checkpoint != "load_batches_reconciled")
+    with pytest.raises(DataQualityError, match="load_batch_reconciled"):
+        raise_on_any_failure(gate.results)
+    assert _mark(fresh_db) == 0  # the window stays to be validated again
+
+
+def test_gate_builds_data_docs_under_the_stack_home(fresh_db: str, tmp_path, monkeypatch) -> None:
+    """Every gate run rebuilds the Data Docs site under SLM_HOME/data_docs: the suites and this run's
+    validation results, the failed expectation included; nothing is written into the checkout's docs."""
+    monkeypatch.setenv("SLM_HOME", str(tmp_path / "home"))
+    _raw_tickets(fresh_db, GOOD)
+    _load_checks(fresh_db, "2026-11-01", 10, bad=1)
+
+    gate = run_gate(fresh_db, "2026-11-01T00:00:00+00:00")
+
+    assert not gate.success
+    assert gate.data_docs == tmp_path / "home" / "data_docs" / "index.html"
+    index = gate.data_docs.read_text()
+    for suite in RAW_CHECKPOINTS:
+        assert (gate.data_docs.parent / "expectations" / f"{suite}.html").exists()
+        assert suite in index
+    pages = list((gate.data_docs.parent / "validations" / "raw_checks").rglob("*.html"))
+    assert pages, "no validation page for raw_checks"
+    assert any(
+        "expect_column_values_to_be_between" in p.read_text() or "latency_ms" in p.read_text() for p in pages
+    )
+    assert not (GX_PROJECT_ROOT / "gx" / "uncommitted" / "data_docs").exists()
+    assert list((tmp_path / "home" / "gx_validations").rglob("*.json"))  # results under the home too

@@ -1,6 +1,6 @@
-"""The shared HTTP retry loop (slm_platform.http_retry) on a scripted session: what is retried, counted,
-waited for, and the error when no attempt is left. The clients' own tests cover it over real HTTP.
-Also the shared credentials (slm_platform.http_auth) both clients send."""
+"""The shared HTTP retry loop (slm_platform.sources.http_retry) on a scripted session: what is retried,
+counted, waited for, and the error when no attempt is left. The clients' own tests cover it over real HTTP.
+Also the shared credentials (slm_platform.sources.http_auth) both clients send."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from slm_platform import http_auth
-from slm_platform.http_retry import Backoff, RetryLater, get_with_retries
-from slm_platform.monitoring import prometheus
-from slm_platform.servicenow import table_api
+from slm_platform.sources import http_auth, prometheus
+from slm_platform.sources.http_retry import Backoff, RetryLater, get_with_retries
+from slm_platform.sources.servicenow import table_api
 
 
 @dataclass
@@ -90,6 +89,52 @@ def test_the_last_error_is_raised_when_no_attempt_is_left() -> None:
         )
 
 
+def test_a_wait_never_exceeds_the_cap_whatever_retry_after_says() -> None:
+    counts, waits = Counts(), []
+    assert _get(ScriptedSession(429, 200), counts, waits, backoff=Backoff(cap=5.0)) == "ok"
+    assert waits == [5.0]  # the answer asked for 7 s
+
+
+def test_retries_stop_before_a_wait_that_would_pass_the_budget() -> None:
+    """On a virtual clock (the sleeps move it): 1 + 2 + 4 s waited, the next wait (8 s) would end at 15 s,
+    past the 10 s budget, so the fourth failure raises at once, however many retries are left."""
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        now[0] += s
+
+    counts = Counts()
+    with pytest.raises(RuntimeError) as exc:
+        get_with_retries(
+            ScriptedSession(*[503] * 10),
+            "http://h/x",
+            {},
+            _answer,
+            what="GET /x",
+            error=RuntimeError,
+            timeout=2.5,
+            max_retries=9,
+            backoff=Backoff(),
+            sleep=sleep,
+            counts=counts,
+            budget=10.0,
+            clock=lambda: now[0],
+        )
+    assert waits == [1.0, 2.0, 4.0] and counts.requests == 4 and now[0] <= 10.0
+    assert str(exc.value) == (
+        "GET /x failed after 4 attempts in 7.0 s: the next wait (8 s) would pass the retry budget of 10 s; "
+        "last error: HTTP 503"
+    )
+
+
+def test_a_body_cut_by_a_reset_is_retried_as_a_connection_error() -> None:
+    session = ScriptedSession(requests.exceptions.ChunkedEncodingError("IncompleteRead"), 200)
+    counts, waits = Counts(), []
+    assert _get(session, counts, waits) == "ok" and counts.retries == {"connection": 1}
+
+
 def test_an_answer_that_raises_is_not_retried() -> None:
     session = ScriptedSession(400, 200)
     counts, waits = Counts(), []
@@ -112,3 +157,17 @@ def test_both_clients_send_the_shared_auth_headers() -> None:
     assert http_auth.connection_extra(SimpleNamespace(extra_dejson={"a": 1}, extra="{}")) == {"a": 1}
     assert http_auth.connection_extra(SimpleNamespace(extra={"a": 2})) == {"a": 2}
     assert http_auth.connection_extra(SimpleNamespace(extra=None)) == {}
+
+
+def test_connection_base_url_from_a_bare_host_or_a_url() -> None:
+    """The one reading of an Airflow connection's URL the ServiceNow, Jira and LimeSurvey clients share."""
+    from types import SimpleNamespace as C
+
+    from slm_platform.sources.http_auth import connection_base_url
+
+    assert connection_base_url(C(host="acme.service-now.com", schema=None, port=None)) == (
+        "https://acme.service-now.com"
+    )
+    assert connection_base_url(C(host="127.0.0.1", schema="http", port=8080)) == "http://127.0.0.1:8080"
+    assert connection_base_url(C(host="http://127.0.0.1:9/", schema=None, port=8080)) == "http://127.0.0.1:9"
+    assert connection_base_url(C(host="", schema=None, port=None)) == ""

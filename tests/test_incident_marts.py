@@ -1,7 +1,8 @@
 """Incident marts on the demo data: the generator knows what it injected, the marts reproduce it exactly.
 
-slm_platform/demo_data.py makes each outage of a monitored service a major P1 incident opened 2-8 minutes
-after the outage starts, with 1-3 child incidents on the same service (``_month_tickets``), besides the P1
+slm_platform/sources/demo_data.py makes each outage of a monitored service a major P1 incident opened
+2-8 minutes after the outage starts, with 1-3 child incidents on the same service (``_month_tickets``),
+besides the P1
 incidents it flags major at random. This module recomputes, in Python and straight from the drop's CSV files
 (not from the warehouse), what every major incident touched: its window, children, affected services and
 clients, the down time its window overlaps inside agreed service time (the service's check statuses held as
@@ -25,12 +26,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from slm_platform.contracts import load_catalogue
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts, scratch_database
 
 DEMO_START = date(2026, 3, 1)  # March (DST change in Europe and the US) to May 2026

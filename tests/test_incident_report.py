@@ -25,17 +25,17 @@ from pathlib import Path
 
 import pytest
 
-from slm_platform.contracts_load import load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop, load_file
-from slm_platform.publish import publish_marts
+from slm_platform.contracts.load import load_contracts
+from slm_platform.load.loader import load_drop, load_file
 from slm_platform.reports.incident_report import (
     IncidentReportError,
     write_incident_report,
     write_incident_reports,
 )
 from slm_platform.settings import PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
+from slm_platform.transform.publish import publish_marts
 from tests.conftest import query_dicts, scratch_database
 from tests.test_review_pack import (
     _first_page_ink,

@@ -1,6 +1,6 @@
 """The real ``slm_incident_review`` DAG on the suite's running stack (api-server, scheduler, LocalExecutor).
 
-Runs are triggered through the REST API with a conf (and through ``./slm incident-review``) and followed to
+Runs are triggered through the REST API with a conf (and through ``./slm incident review``) and followed to
 their end. Refusals: malformed values are refused by Airflow's Params before a run exists; values the data
 contradicts are refused by the validate task (or by the CLI before it triggers), naming the parameter, with
 nothing written. Concurrency: two reviews at once, and a review during a nightly, both succeed and leave
@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform.incident_review import DAG_ID, AirflowApi, data_run_id
+from slm_platform.orchestration.incident_review import DAG_ID, AirflowApi, data_run_id
 from tests.conftest import SLM, DemoStack, slm
 
 TERMINAL = ("success", "failed")
@@ -125,7 +125,7 @@ def _writes(dsn: str) -> tuple:
 @pytest.fixture(scope="module", autouse=True)
 def _reviews_table(demo_stack: DemoStack) -> None:
     # raw.incident_reviews exists from the first load on (ensure_raw_schema); make sure for _writes.
-    from slm_platform.raw_schema import ensure_raw_schema
+    from slm_platform.load.raw_schema import ensure_raw_schema
 
     conn = psycopg2.connect(demo_stack.warehouse_dsn)
     try:
@@ -243,7 +243,7 @@ def test_cli_refuses_bad_parameters_in_one_line(
     ]
     runs, writes = len(_runs(api)), _writes(dsn)
     for args, message in cases:
-        proc = slm(demo_stack.home, "incident-review", *args, check=False, timeout=300)
+        proc = slm(demo_stack.home, "incident", "review", *args, check=False, timeout=300)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ERROR: review refused: "), (args, proc.stderr)
@@ -303,13 +303,13 @@ def test_review_through_the_rest_api(
 def test_cli_reruns_the_same_review_with_the_same_result(
     api: AirflowApi, demo_stack: DemoStack, majors: list[tuple[str, str]]
 ) -> None:
-    """`./slm incident-review` triggers the real DAG (a new run, same conf as the REST one above), shows
+    """`./slm incident review` triggers the real DAG (a new run, same conf as the REST one above), shows
     each task as it ends and where the report is; the figures are the same (no wall clock in them)."""
     dsn = demo_stack.warehouse_dsn
     ticket, client = majors[0]
     before = _incident_rows(dsn, ticket)
     runs = {r["dag_run_id"] for r in _runs(api)}
-    proc = slm(demo_stack.home, "incident-review", ticket, "--client", client, timeout=1500)
+    proc = slm(demo_stack.home, "incident", "review", ticket, "--client", client, timeout=1500)
     out = proc.stdout
     assert f"==> reviewing {ticket}" in out
     for task_id in ("validate", "extract", "load", "check_raw", "build_publish", "report", "finish"):
@@ -346,14 +346,14 @@ def test_two_reviews_triggered_at_once(
 def test_review_during_a_nightly(
     api: AirflowApi, demo_stack: DemoStack, majors: list[tuple[str, str]]
 ) -> None:
-    """`./slm run nightly` (airflow dags test: pools do not apply) with a review triggered while it runs:
+    """`./slm nightly run` (airflow dags test: pools do not apply) with a review triggered while it runs:
     both succeed, their dbt builds never overlap (the warehouse build lock: the nightly's producer waits
     for it inside its task), the marts are consistent."""
     dsn = demo_stack.warehouse_dsn
     ticket, _ = majors[2]
     env_home = str(demo_stack.home)
     nightly = subprocess.Popen(
-        [SLM, "run", "nightly", "--date", "2026-11-01", "--drop", str(demo_stack.home / "drops" / "demo")],
+        [SLM, "nightly", "run", "--date", "2026-11-01", "--drop", str(demo_stack.home / "drops" / "demo")],
         env={**os.environ, "SLM_HOME": env_home},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -371,10 +371,12 @@ def test_review_during_a_nightly(
             nightly.kill()
     assert nightly.returncode == 0, rest[-3000:]
     assert _wait(api, run_id) == "success"
+    # `airflow dags test` dates a run's start at its logical date, so other modules' runs of later days
+    # sort before it: look through all of them, not the latest few.
     nightly_run = next(
         r
-        for r in api.get("dags/slm_nightly/dagRuns?order_by=-start_date&limit=5")["dag_runs"]
-        if r["logical_date"].startswith("2026-11-01")
+        for r in api.get("dags/slm_nightly/dagRuns?order_by=-start_date&limit=100")["dag_runs"]
+        if (r["logical_date"] or "").startswith("2026-11-01")
     )
     # The task intervals may overlap (a task waiting for the lock is already running): compare the dbt runs
     # themselves. The nightly's dbt starts after the review has published, or the review's dbt starts after

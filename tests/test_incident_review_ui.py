@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from slm_platform.incident_review import DAG_ID, AirflowApi
+from slm_platform.orchestration.incident_review import DAG_ID, AirflowApi
 from tests.conftest import DemoStack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,7 +69,8 @@ def _submit_form(stack: DemoStack, ticket_id: str) -> tuple[int, str, str]:
             resp = posted.value
             body = resp.request.post_data or ""
             page.wait_for_timeout(1500)
-            text = dialog.inner_text() if dialog.count() else ""
+            # A trigger that succeeds closes the dialog: read whatever is there without waiting for it.
+            text = " ".join(dialog.all_inner_texts())
             return resp.status, body, text
         finally:
             ctx.close()

@@ -15,10 +15,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform import loader
 from slm_platform.canonical import ENTITY_BY_NAME
-from slm_platform.load_scan import CheckedCsvStream, ScanRefused
-from slm_platform.loader import DATE_RE, INT_RE, TS_RE, load_drop
+from slm_platform.load import loader
+from slm_platform.load.loader import DATE_RE, INT_RE, TS_RE, load_drop
+from slm_platform.load.scan import CheckedCsvStream, ScanRefused
 
 from .test_loader import TICKET_HEADER, assert_balanced, by_entity, query, ticket, write_drop
 
@@ -251,17 +251,36 @@ def _other_db(dsn: str, name: str) -> str:
     return dsn.rsplit("/", 1)[0] + "/" + name
 
 
-def test_direct_and_text_paths_leave_the_same_database(
-    fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+SIP_HEADER = ",".join(ENTITY_BY_NAME["sip_actions"].column_names)
+
+
+@pytest.mark.parametrize(
+    ("due_on", "ok"),
+    [
+        ("2026-10-31", True),
+        ("", True),
+        ("2026-13-01", False),
+        ("2026-10-32", False),
+        ("0999-10-01", False),
+        ("2026-1-01", False),
+        ("2026/10/01", False),
+    ],
+)
+def test_stream_dates_follow_the_text_paths_rule(due_on: str, ok: bool) -> None:
+    """A date column is checked like a timestamp's date part (a date's shape has no time fields: asking for
+    them once raised, so every file with a date column took the text path)."""
+    row = f"A1,ACME,review,R1,Fix it,ops,2026-10-05T10:00:00Z,{due_on},open,"
+    assert scan(row + "\n", SIP_HEADER, "sip_actions") is ok
+
+
+def test_direct_and_text_paths_leave_the_same_database(fresh_db: str, tmp_path: Path) -> None:
     drops = _drops(tmp_path)
     text_db = _other_db(fresh_db, "slm_loader_textpath")
 
     def run(dsn: str, direct: bool) -> list[list[tuple]]:
-        monkeypatch.setattr(loader, "DIRECT_COPY", direct)
         counts = []
         for drop, expected in drops:
-            results = by_entity(load_drop(dsn, drop))
+            results = by_entity(load_drop(dsn, drop, options=loader.LoadOptions(direct_copy=direct)))
             assert_balanced(results.values())
             for entity in ("tickets", "checks"):
                 if entity not in results:
@@ -337,15 +356,12 @@ CASTABLE = [
 ]
 
 
-def test_text_paths_fast_validation_follows_the_timestamp_rule(
-    fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_text_paths_fast_validation_follows_the_timestamp_rule(fresh_db: str, tmp_path: Path) -> None:
     """The text path's fast validation (shapes and casts, no regex per value) accepts exactly TS_RE's
     values among values PostgreSQL can cast (its strict fallback is not allowed to decide here)."""
-    monkeypatch.setattr(loader, "DIRECT_COPY", False)
-    monkeypatch.setattr(loader, "VALIDATION_PATHS", (False,))
     rows = [with_field(UPDATED_AT, v, ticket(f"INC{i}", "new", "x")) for i, v in enumerate(CASTABLE)]
-    load_drop(fresh_db, write_drop(tmp_path / "d", rows))
+    text_fast_only = loader.LoadOptions(direct_copy=False, validation_paths=(False,))
+    load_drop(fresh_db, write_drop(tmp_path / "d", rows), options=text_fast_only)
     loaded = {r[0] for r in query(fresh_db, "select ticket_id from raw.tickets")}
     expected = {f"INC{i}" for i, v in enumerate(CASTABLE) if text_path_accepts_timestamp(v)}
     assert loaded == expected and len(expected) == 7

@@ -1,4 +1,5 @@
-"""``./slm loads`` and ``./slm quarantine``: what the loads did and what they refused, from the warehouse."""
+"""``./slm loads list`` and ``./slm quarantine list``: what the loads did and what they refused, from the
+warehouse."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform import cli, load_report
-from slm_platform.loader import load_drop
+from slm_platform import cli
+from slm_platform.load import report as load_report
+from slm_platform.load.loader import load_drop
 
 BAD_DROP = Path(__file__).parent / "data" / "bad_drop"
 
@@ -73,16 +75,16 @@ def test_filters_and_rows(fresh_db: str, loaded: list) -> None:
 
 
 def test_cli_prints_batches_and_reasons(fresh_db: str, loaded: list, capsys: pytest.CaptureFixture) -> None:
-    assert cli.main(["loads", "--dsn", fresh_db, "--entity", "checks"]) == 0
+    assert cli.main(["loads", "list", "--dsn", fresh_db, "--entity", "checks"]) == 0
     out = capsys.readouterr().out.splitlines()
     checks = [r for r in loaded if r.entity == "checks"]
     assert len(out) == 1 + len(checks)  # header + one line per checks batch, newest first
     assert out[1].split()[0] == str(checks[-1].batch_id) and "checks" in out[1]
-    assert cli.main(["quarantine", "--dsn", fresh_db, "--entity", "tickets"]) == 0
+    assert cli.main(["quarantine", "list", "--dsn", fresh_db, "--entity", "tickets"]) == 0
     out = capsys.readouterr().out
     assert "bad priority: '…' (expected one of P1, P2, P3, P4)  (tickets.csv:5)" in out
     tickets_refused = sum(r.rows_quarantined for r in loaded if r.entity == "tickets")
     assert out.rstrip().endswith(f"{tickets_refused} rows in total")
-    assert cli.main(["quarantine", "--dsn", fresh_db, "--rows", "--limit", "1"]) == 0
+    assert cli.main(["quarantine", "list", "--dsn", fresh_db, "--rows", "--limit", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[1].strip().startswith("{")

@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform import loader
 from slm_platform.canonical import ENTITY_BY_NAME
-from slm_platform.demo_data import generate
-from slm_platform.loader import LoadError, load_drop
+from slm_platform.load import loader
+from slm_platform.load.loader import LoadError, load_drop
+from slm_platform.sources.demo_data import generate
 
 BAD_DROP = Path(__file__).parent / "data" / "bad_drop"
 
@@ -214,28 +214,24 @@ def test_bad_drop_rows_are_quarantined_with_their_reason(fresh_db: str) -> None:
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["fast-path", "strict-path"])
-def test_both_validation_paths_give_the_same_verdicts(
-    fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
-) -> None:
+def test_both_validation_paths_give_the_same_verdicts(fresh_db: str, tmp_path: Path, strict: bool) -> None:
     """tickets.csv of the bad drop holds only castable values, so the fast path handles it; forcing the
     strict (regex-guarded) path must quarantine the very same rows with the very same reasons."""
-    monkeypatch.setattr(loader, "VALIDATION_PATHS", (strict,))
     drop = tmp_path / "drop"
     drop.mkdir()
     for name in ("clients.csv", "services.csv", "tickets.csv"):
         shutil.copy(BAD_DROP / name, drop / name)
-    load_drop(fresh_db, drop)
+    load_drop(fresh_db, drop, options=loader.LoadOptions(validation_paths=(strict,)))
     got = dict(query(fresh_db, "select location, reason from raw.quarantine"))
     assert set(got) == set(TICKET_REASONS)
     for location, reason in TICKET_REASONS.items():
         assert got[location].startswith(reason)
 
 
-def test_fast_path_falls_back_when_a_cast_fails(fresh_db: str, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(loader, "VALIDATION_PATHS", (False,))  # without the strict fallback
+def test_fast_path_falls_back_when_a_cast_fails(fresh_db: str, tmp_path: Path) -> None:
     drop = write_drop(tmp_path / "d", **{"checks.csv": (BAD_DROP / "checks.csv").read_text()})
     with pytest.raises(LoadError, match="checks.csv"):
-        load_drop(fresh_db, drop)
+        load_drop(fresh_db, drop, options=loader.LoadOptions(validation_paths=(False,)))  # no strict fallback
     assert query(fresh_db, "select count(*) from raw.checks") == [(0,)]
 
 
@@ -401,9 +397,7 @@ def _load_state(dsn: str) -> dict[str, list[tuple]]:
     }
 
 
-def test_single_pass_and_step_by_step_paths_agree(
-    pg_server, fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_single_pass_and_step_by_step_paths_agree(pg_server, fresh_db: str, tmp_path: Path) -> None:
     """The same drops with and without the single pass: same counts, rows, quarantine (reasons, raw
     records), watermarks."""
     drops = _ticket_sequence(tmp_path)
@@ -416,10 +410,9 @@ def test_single_pass_and_step_by_step_paths_agree(
     admin.close()
 
     def run(dsn: str, single: bool) -> list[list[tuple]]:
-        monkeypatch.setattr(loader, "SINGLE_PASS", single)
         out = []
         for i, drop in enumerate(drops):
-            results = load_drop(dsn, drop)
+            results = load_drop(dsn, drop, options=loader.LoadOptions(single_pass=single))
             assert_balanced(results)
             t = by_entity(results)["tickets"]
             # Proof of the path taken (the step names differ): the single pass is for an empty table.

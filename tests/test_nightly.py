@@ -62,7 +62,7 @@ def _task_states(demo: DemoStack, logical_day: str) -> dict[str, str]:
     runs = [
         r
         for r in _airflow(demo, "dags/slm_nightly/dagRuns?order_by=-start_date")["dag_runs"]
-        if r["logical_date"].startswith(logical_day)
+        if (r["logical_date"] or "").startswith(logical_day)
     ]
     states: dict[str, str] = {}
     while True:  # paged: the API caps a page (100 by default) and the dbt group grows with the models
@@ -81,7 +81,9 @@ def _rows(dsn: str, table: str) -> list[tuple]:
 
 def test_dag_run_recorded_in_airflow(demo_stack: DemoStack) -> None:
     runs = _airflow(demo_stack, "dags/slm_nightly/dagRuns")["dag_runs"]
-    assert any(r["state"] == "success" and r["logical_date"].startswith("2026-11-01") for r in runs), runs
+    assert any(
+        r["state"] == "success" and (r["logical_date"] or "").startswith("2026-11-01") for r in runs
+    ), runs
     # One dbt build, and a task per model (and per model's tests) that reports what it did to the model.
     states = _task_states(demo_stack, "2026-11-01")
     assert states["dbt.dbt_producer_watcher"] == "success"

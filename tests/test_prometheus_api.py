@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from slm_platform.loader import load_drop
-from slm_platform.monitoring import prometheus as prom
+from slm_platform.load.loader import load_drop
+from slm_platform.sources import prometheus as prom
 from tests.conftest import query_dicts
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform.loader import load_drop
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import REPO_ROOT, PgServer, venv_bin
 from tests.conftest import query_dicts
 from tests.test_prometheus_real import PrometheusProcess
@@ -32,6 +32,7 @@ STEP = 60
 # a past hour (within Prometheus's default 15-day retention): the run at RUN covers [RUN - 1 h, RUN)
 RUN = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 START = RUN - timedelta(hours=1)
+EARLY = START - timedelta(hours=2)
 SERIES = {"erp": "ACME-ERP", "web": "ACME-WEB", "ghost": None}  # ghost: no mapping rule
 
 
@@ -46,8 +47,9 @@ def _value(series: str, t: int) -> int:
 
 
 def _times() -> list[int]:
-    # 10 minutes either side of the interval, so that its edges are tested
-    lo, hi = int(START.timestamp()) - 600, int(RUN.timestamp()) + 600
+    # 10 minutes either side of the hours the tests extract, so that their edges are tested; the two hours
+    # before START are the scheduler-gap test's
+    lo, hi = int(EARLY.timestamp()) - 600, int(RUN.timestamp()) + 600
     return list(range(lo, hi + 1, STEP))
 
 
@@ -144,8 +146,8 @@ def airflow_env(
         _db(pg_server, "", drop=True, name=wh_db)
 
 
-def _dags_test(env: dict, log: Path) -> str:
-    cmd = [AIRFLOW, "dags", "test", "slm_prometheus", RUN.isoformat()]
+def _dags_test(env: dict, log: Path, run: datetime = RUN) -> str:
+    cmd = [AIRFLOW, "dags", "test", "slm_prometheus", run.isoformat()]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     log.write_text(out)
@@ -200,12 +202,12 @@ def test_dag_loads_the_hour_and_reruns_idempotently(airflow_env: dict) -> None:
     assert sorted(p.name for p in landing.iterdir()) == ["checks.csv.gz"]
     wm = query_dicts(dsn, "select high_water from raw.watermarks where source = 'prometheus'")
     assert wm == [{"high_water": RUN - timedelta(seconds=STEP)}]
-    events = query_dicts(
-        airflow_env["meta"],
-        "select count(*) as n from asset_event e join asset a on a.id = e.asset_id "
-        "where a.name = 'slm_prometheus_raw'",
-    )
-    assert events[0]["n"] == 1
+    # No Asset any more (nothing was scheduled on it: docs/design/orchestration.md): what a later run
+    # reads is the window the load recorded, the DAG's mark.
+    events = query_dicts(airflow_env["meta"], "select count(*) as n from asset_event")
+    assert events[0]["n"] == 0
+    marks = query_dicts(dsn, "select count(*) as n from raw.extract_windows where dag_id = 'slm_prometheus'")
+    assert marks[0]["n"] == 1
 
     # the same interval again: same window (the watermark is at its end), nothing changes
     _dags_test(env, home / "run2.log")
@@ -214,3 +216,56 @@ def test_dag_loads_the_hour_and_reruns_idempotently(airflow_env: dict) -> None:
     assert [(x["rows_read"], x["rows_loaded"], x["rows_unchanged"]) for x in second] == [
         (b["rows_read"], 0, b["rows_loaded"])
     ]
+
+
+def _expected(lo: datetime, hi: datetime) -> list[dict]:
+    points = range(int(lo.timestamp()), int(hi.timestamp()), STEP)
+    return [
+        {"service_code": code, "t": t, "status": "up" if _value(s, t) else "down", "_source": "prometheus"}
+        for s, code in sorted(SERIES.items(), key=lambda kv: kv[1] or "")
+        if code
+        for t in points
+    ]
+
+
+def test_a_scheduler_gap_is_caught_up_from_the_mark(pg_server: PgServer, airflow_env: dict) -> None:
+    """Run the hour [EARLY, EARLY + 1 h), miss the next (scheduler down), run [START, RUN): that run
+    extracts [EARLY + 1 h, RUN), so the missed hour's samples are loaded, each once; the missed interval run
+    afterwards (a backfill) reads exactly its own hour and changes nothing."""
+    home = airflow_env["home"]
+    wh_db = _db(pg_server, "wh_gap")  # a warehouse of its own: no mark from the other test
+    try:
+        dsn = pg_server.dsn(wh_db)
+        load_drop(dsn, home / "ref")
+        env = dict(airflow_env["env"], AIRFLOW_CONN_SLM_WAREHOUSE=dsn)
+        d0, d1, d2 = START - timedelta(hours=1), START, RUN  # runs at the interval ends
+
+        _dags_test(env, home / "gap_d0.log", d0)
+        assert _checks(dsn) == _expected(EARLY, d0)
+        out = _dags_test(env, home / "gap_d2.log", d2)
+        assert f"catch-up: missed intervals since {d0.isoformat()}" in out
+        got = _checks(dsn)
+        assert got == _expected(EARLY, RUN)  # the missed hour included, no point twice (the key)
+        batches = _batches(dsn)
+        per_hour = 3 * 3600 // STEP  # three series, one sample a step
+        # the catch-up read the gap and its own hour, not the hour before again
+        assert [b["rows_read"] for b in batches] == [per_hour, 2 * per_hour]
+        windows = query_dicts(
+            dsn,
+            "select window_start, window_end from raw.extract_windows where dag_id = 'slm_prometheus'"
+            " order by recorded_at",
+        )
+        assert [(w["window_start"], w["window_end"]) for w in windows] == [(EARLY, d0), (d0, RUN)]
+
+        _dags_test(env, home / "gap_d1.log", d1)
+        assert _checks(dsn) == got
+        (rerun,) = _batches(dsn)[len(batches) :]
+        assert (rerun["rows_read"], rerun["rows_loaded"]) == (per_hour, 0)
+        last = query_dicts(
+            dsn,
+            "select window_start, window_end from raw.extract_windows where dag_id = 'slm_prometheus'"
+            " order by recorded_at desc limit 1",
+        )
+        assert last == [{"window_start": d0, "window_end": d1}]
+    finally:
+        _db(pg_server, "", drop=True, name=wh_db)

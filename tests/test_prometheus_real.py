@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from slm_platform.loader import load_drop
-from slm_platform.monitoring import prometheus as prom
+from slm_platform.load import imports
+from slm_platform.load.loader import load_drop
+from slm_platform.sources import prometheus as prom
 from tests.conftest import query_dicts, scratch_database, slm
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -228,7 +229,7 @@ def warehouse(pg_server, tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def loaded(scenario: Scenario, warehouse: str, tmp_path_factory) -> dict:
     landing = tmp_path_factory.mktemp("landing")
-    res, batches = prom.extract_and_load(
+    res, batches = imports.prometheus_window(
         warehouse, _config(), _utc(scenario.w0), _utc(scenario.w1), landing, url=scenario.url
     )
     return {"res": res, "batches": batches, "landing": landing, "dsn": warehouse}
@@ -381,7 +382,7 @@ def test_rerun_is_idempotent(scenario: Scenario, loaded: dict) -> None:
     dsn = loaded["dsn"]
     before = query_dicts(dsn, "select * from raw.checks order by service_code, checked_at")
     first_file = _file_rows(loaded["res"].file)
-    res, batches = prom.extract_and_load(
+    res, batches = imports.prometheus_window(
         dsn, _config(), _utc(scenario.w0), _utc(scenario.w1), loaded["landing"], url=scenario.url
     )
     assert res.file == loaded["res"].file  # same window, same landing folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from slm_platform.publish import publish_marts
+from slm_platform.transform.publish import publish_marts
 
 
 def _exec(dsn: str, *stmts: str) -> list:
@@ -42,3 +42,101 @@ def test_nothing_built_is_refused_and_published_marts_stay(fresh_db: str) -> Non
     with pytest.raises(RuntimeError, match="nothing to publish"):
         publish_marts(fresh_db)
     assert _exec(fresh_db, "select v from marts.fct_x") == [(1,)]
+
+
+def _independent_checksums(dsn: str, schema: str) -> dict[str, tuple[int, str]]:
+    """Every table of ``schema``: (rows, md5 of all its rows' text in order), apart from publish.py's sum."""
+    tables = [
+        r[0]
+        for r in _exec(
+            dsn,
+            f"select table_name from information_schema.tables where table_schema = '{schema}' order by 1",
+        )
+    ]
+    out = {}
+    for table in tables:
+        out[table] = _exec(
+            dsn,
+            f"select count(*), coalesce(md5(string_agg(t::text, E'\\n' order by t::text)), '')"
+            f" from {schema}.{table} as t",
+        )[0]
+    return out
+
+
+FCT_X = (
+    "create table marts_build.fct_x as select g as v, 'P' || (g % 4) as priority"
+    " from generate_series(1, 50) g"
+)
+# A real PostgreSQL failure in the middle of the swap: after the published schema was renamed away, the
+# rename of the build schema into its place raises (an event trigger at the end of that ALTER SCHEMA).
+FAIL_SWAP = [
+    """create or replace function test_fail_publish() returns event_trigger language plpgsql as $$
+    begin
+        if exists (select 1 from pg_event_trigger_ddl_commands() c where c.object_identity = 'marts') then
+            raise exception 'injected fault: publish interrupted after marts was renamed away';
+        end if;
+    end $$""",
+    "create event trigger test_fail_publish on ddl_command_end when tag in ('ALTER SCHEMA')"
+    " execute function test_fail_publish()",
+]
+
+
+def test_publish_records_every_table_and_its_checksum(fresh_db: str) -> None:
+    _exec(
+        fresh_db,
+        "create schema marts_build",
+        FCT_X,
+        "create table marts_build.fct_y as select 3 as v",
+        "create table marts_build.fct_empty (v int)",
+    )
+    publish_marts(fresh_db, reader="nobody_here")
+    ((published_at, target, tables),) = _exec(
+        fresh_db, "select published_at, target_schema, tables from raw.mart_publications"
+    )
+    assert target == "marts" and published_at is not None
+    assert (
+        {t: r["rows"] for t, r in tables.items()}
+        == {t: rows for t, (rows, _) in _independent_checksums(fresh_db, "marts").items()}
+        == {"fct_empty": 0, "fct_x": 50, "fct_y": 1}
+    )
+    # The recorded checksum moves with one changed value in one column (a priority, not a summed number).
+    first = tables["fct_x"]["checksum"]
+    _exec(
+        fresh_db,
+        "create schema marts_build",
+        FCT_X,
+        "update marts_build.fct_x set priority = 'P9' where v = 17",
+        "create table marts_build.fct_y as select 3 as v",
+        "create table marts_build.fct_empty (v int)",
+    )
+    publish_marts(fresh_db, reader="nobody_here")
+    records = _exec(fresh_db, "select tables from raw.mart_publications order by publication_id")
+    assert len(records) == 2
+    assert records[1][0]["fct_x"]["checksum"] != first
+    assert records[1][0]["fct_y"] == records[0][0]["fct_y"]
+
+
+def test_failed_swap_leaves_published_marts_and_record_unchanged(fresh_db: str) -> None:
+    _exec(
+        fresh_db,
+        "create schema marts_build",
+        "create table marts_build.fct_x as select g as v from generate_series(1, 10) g",
+    )
+    publish_marts(fresh_db, reader="nobody_here")
+    before = _independent_checksums(fresh_db, "marts")
+    record = _exec(fresh_db, "select * from raw.mart_publications")
+    _exec(
+        fresh_db,
+        "create schema marts_build",
+        "create table marts_build.fct_x as select g as v from generate_series(1, 20) g",
+        "create table marts_build.fct_new as select 1 as v",
+        *FAIL_SWAP,
+    )
+    with pytest.raises(psycopg2.Error, match="injected fault"):
+        publish_marts(fresh_db, reader="nobody_here")
+    assert _independent_checksums(fresh_db, "marts") == before
+    assert _exec(fresh_db, "select * from raw.mart_publications") == record
+    # the build is still there for a retry, untouched; nothing half-swapped is left behind
+    assert _independent_checksums(fresh_db, "marts_build")["fct_x"][0] == 20
+    schemas = _exec(fresh_db, "select nspname from pg_namespace where nspname like 'marts%' order by 1")
+    assert schemas == [("marts",), ("marts_build",)]

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts, scratch_database
 
 OCT, NOV, Q4, YEAR = date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1), date(2026, 1, 1)

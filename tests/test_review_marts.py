@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from slm_platform.contracts_load import load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.load import load_contracts
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts, scratch_database
 
 DEMO_START = date(2026, 7, 1)
@@ -369,7 +369,7 @@ def expected_findings(dsn: str, as_of: datetime) -> dict[tuple, dict]:
     over_target: dict[str, set[str]] = defaultdict(set)
     for h in query_dicts(
         dsn,
-        "select ticket_id, party from staging.int_ola_uc_ticket_attainment "
+        "select ticket_id, party from intermediate.int_ola_uc_ticket_attainment "
         "where metric = 'resolution' and held_business_minutes > target_minutes",
     ):
         over_target[h["party"]].add(h["ticket_id"])

@@ -25,11 +25,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform.contracts_load import load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
-from slm_platform.publish import publish_marts
+from slm_platform.contracts.load import load_contracts
+from slm_platform.load.loader import load_drop
 from slm_platform.reports.periods import Period, PeriodError, parse_period, periods_closed_by
 from slm_platform.reports.review_data import (
     MAX_BREACHES,
@@ -40,6 +37,9 @@ from slm_platform.reports.review_data import (
 )
 from slm_platform.reports.review_pack import PackResult, build_closed_period_packs, build_pack, build_packs
 from slm_platform.settings import READER_ROLE, PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
+from slm_platform.transform.publish import publish_marts
 from tests.conftest import query_dicts, scratch_database, slm
 
 DEMO_START = date(2026, 7, 1)
@@ -557,7 +557,15 @@ def test_cli_refuses_what_cannot_be_a_pack_with_exit_2(wh: Warehouse, tmp_path: 
     }
     for args, message in cases.items():
         proc = slm(
-            tmp_path / "home", "review-pack", *args, "--dsn", wh.dsn, "--out", str(tmp_path), check=False
+            tmp_path / "home",
+            "review-pack",
+            "build",
+            *args,
+            "--dsn",
+            wh.dsn,
+            "--out",
+            str(tmp_path),
+            check=False,
         )
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
@@ -568,7 +576,7 @@ def test_cli_refuses_what_cannot_be_a_pack_with_exit_2(wh: Warehouse, tmp_path: 
     # a period in progress is a pack, marked as such
     proc = slm(
         tmp_path / "home",
-        "review-pack",
+        "review-pack", "build",
         "--client",
         "ACME",
         "--period",

@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from slm_platform.business_time import business_minutes
-from slm_platform.contracts import load_catalogue
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts
+from slm_platform.load.loader import load_drop
+from slm_platform.reference.business_time import business_minutes
 from slm_platform.settings import PgServer
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts, scratch_database
 
 DEMO_START = date(2026, 7, 1)

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import psycopg2
 import pytest
 
-from slm_platform.loader import load_drop
-from slm_platform.servicenow.table_api import (
+from slm_platform.load.loader import load_drop
+from slm_platform.sources.servicenow.table_api import (
     Auth,
     FieldMapping,
     ServiceNowAuthError,
@@ -198,6 +198,29 @@ def test_faults_are_retried_and_counted(tmp_path: Path) -> None:
     for name in ("tickets.csv", "ticket_events.csv"):  # sys_ids differ between the two fakes: compare sets
         faulty = sorted((tmp_path / "faulty" / name).read_text().splitlines())
         assert faulty == sorted((tmp_path / "clean" / name).read_text().splitlines())
+
+
+def test_a_200_without_result_or_garbled_is_retried_not_read_as_the_last_page(tmp_path: Path) -> None:
+    """The known bugs: a 200 without ``result`` read as an empty last page (the paging stopped there,
+    silently: the later incidents were missing), a garbled 200 crashed the extract unretried."""
+    with FakeServiceNow() as clean:
+        populate(clean, 30, START, seed=3)
+        _extract(clean, tmp_path / "clean")
+        n_clean = clean.requests
+    with FakeServiceNow() as fake:
+        populate(fake, 30, START, seed=3)
+        # requests 2 and 4 start audit-history pagings, 6 is the second incident page (seen in fake.log)
+        fake.faults = {
+            2: Fault(200, body='{"status": "ok"}'),
+            4: Fault(200, body='{"result": [{"sys_id"'),
+            6: Fault(200, body='{"result": "none"}'),
+        }
+        res = _extract(fake, tmp_path / "faulty")
+    assert res.retries == {"no_result": 2, "bad_json": 1} and res.requests == n_clean + 3
+    for name in ("tickets.csv", "ticket_events.csv"):
+        faulty = sorted((tmp_path / "faulty" / name).read_text().splitlines())
+        assert faulty == sorted((tmp_path / "clean" / name).read_text().splitlines())
+    assert res.incidents == 30
 
 
 def test_persistent_500_fails_clearly(tmp_path: Path) -> None:

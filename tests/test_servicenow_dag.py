@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform.loader import load_drop
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import REPO_ROOT, PgServer, venv_bin
 from tests.servicenow_fake import COMPANIES, SERVICES, FakeServiceNow, populate, sn_time
 
@@ -94,7 +94,9 @@ def airflow_home(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) 
         _drop_db(pg_server, wh_db)
 
 
-def _dags_test(env: dict, fake: FakeServiceNow, log: Path) -> str:
+def _dags_test(
+    env: dict, fake: FakeServiceNow, log: Path, run: datetime = RUN, conf: dict | None = None
+) -> str:
     conn = {
         "conn_type": "http",
         "host": fake.url,
@@ -104,7 +106,9 @@ def _dags_test(env: dict, fake: FakeServiceNow, log: Path) -> str:
         "extra": {"client_map": COMPANIES, "service_map": SERVICES, "page_size": 4},
     }
     run_env = dict(env, AIRFLOW_CONN_SERVICENOW_DEFAULT=json.dumps(conn))
-    cmd = [AIRFLOW, "dags", "test", "slm_servicenow", RUN.isoformat()]
+    cmd = [AIRFLOW, "dags", "test", "slm_servicenow", run.isoformat()]
+    if conf is not None:
+        cmd += ["-c", json.dumps(conf)]
     proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=300)
     log.write_text(proc.stdout + proc.stderr)
     out = proc.stdout + proc.stderr
@@ -135,8 +139,8 @@ def _batches(dsn: str) -> list[tuple]:
     return rows
 
 
-def _in_window(fake: FakeServiceNow) -> dict[str, dict]:
-    lo, hi = sn_time(WINDOW[0]), sn_time(WINDOW[1])
+def _in_window(fake: FakeServiceNow, window: tuple[datetime, datetime] = WINDOW) -> dict[str, dict]:
+    lo, hi = sn_time(window[0]), sn_time(window[1])
     return {i["number"]: dict(i) for i in fake.tables["incident"] if lo < i["sys_updated_on"] <= hi}
 
 
@@ -195,3 +199,91 @@ def _columns(dsn: str) -> list[str]:
         names = [d.name for d in cur.description]
     conn.close()
     return names
+
+
+def _windows(dsn: str) -> list[tuple]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select interval_start, interval_end, window_start, window_end from raw.extract_windows"
+            " where dag_id = 'slm_servicenow' order by recorded_at"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_scheduler_gap_is_caught_up_from_the_mark(pg_server: PgServer, airflow_home: dict) -> None:
+    """Run the 05:00 interval, miss the 06:00 one (scheduler down), run 07:00: the 07:00 run extracts
+    (05:00, 07:00], so the missed hour's incidents are loaded, each once; the missed interval run later
+    (a backfill) re-reads exactly its own hour and changes nothing."""
+    home = airflow_home["home"]
+    wh_db = _create_db(pg_server, "wh_gap")  # a warehouse of its own: no mark from the other test
+    try:
+        dsn = pg_server.dsn(wh_db)
+        load_drop(dsn, home / "ref")
+        env = dict(airflow_home["env"], AIRFLOW_CONN_SLM_WAREHOUSE=dsn)
+        d0, d1, d2 = RUN, RUN + timedelta(hours=1), RUN + timedelta(hours=2)
+        with FakeServiceNow() as fake:
+            populate(fake, 60, START)
+            # the generated history leaves hours without updates: two incidents in each later hour
+            for i, at in enumerate(
+                (d0 + timedelta(minutes=10), d0 + timedelta(minutes=40), d1 + timedelta(minutes=15), d2)
+            ):
+                fake.open_incident(
+                    f"INC300000{i}", at, "ACME Europe SA", "ERP", "ServiceDesk", "3", i % 2 == 0
+                )
+            fake.change("INC3000000", d0 + timedelta(minutes=25), status="in_progress", group="Network")
+            first = _in_window(fake, (d0 - timedelta(hours=1), d0))
+            missed = _in_window(fake, (d0, d1))
+            last = _in_window(fake, (d1, d2))
+            assert first and missed and last  # every hour has incidents, the missed one included
+
+            _dags_test(env, fake, home / "gap_d0.log", d0)
+            assert {t[0] for t in _snapshot(dsn)[0]} == set(first)
+            out = _dags_test(env, fake, home / "gap_d2.log", d2)
+            assert f"catch-up: missed intervals since {d0.isoformat()}" in out
+
+            tickets, events = _snapshot(dsn)
+            assert {t[0] for t in tickets} == set(first) | set(missed) | set(last)
+            assert len(events) == sum(len(fake.truth[n]) for n in {*first, *missed, *last})
+            # the catch-up read the gap and its own hour, not the hour before again: nothing read twice
+            batches = _batches(dsn)
+            assert [b[2] for b in batches if b[0] == "tickets"] == [len(first), len(missed) + len(last)]
+            assert _windows(dsn) == [
+                (d0 - timedelta(hours=1), d0, d0 - timedelta(hours=1), d0),
+                (d1, d2, d0, d2),
+            ]
+
+            # the missed interval itself, run afterwards (a backfill): the mark is past it, so its own hour
+            # only, every row unchanged
+            _dags_test(env, fake, home / "gap_d1.log", d1)
+            assert _snapshot(dsn) == (tickets, events)
+            rerun = _batches(dsn)[len(batches) :]
+            assert rerun[0] == ("tickets", "ok", len(missed), 0, len(missed), 0)
+            assert _windows(dsn)[-1] == (d0, d1, d0, d1)
+    finally:
+        _drop_db(pg_server, wh_db)
+
+
+def test_since_reaches_back_and_unknown_conf_is_refused(airflow_home: dict) -> None:
+    """conf {"since": ...} widens the window back to that instant; a conf key the DAG does not take fails
+    the run in validate, naming the key, before anything is extracted."""
+    env, dsn, home = airflow_home["env"], airflow_home["warehouse"], airflow_home["home"]
+    with FakeServiceNow() as fake:
+        populate(fake, 60, START)
+        since = RUN - timedelta(hours=3)
+        expected = _in_window(fake, (since, RUN))
+        assert len(expected) > len(_in_window(fake))
+        _dags_test(env, fake, home / "since.log", conf={"since": since.isoformat()})
+        assert set(expected) <= {t[0] for t in _snapshot(dsn)[0]}
+        assert _windows(dsn)[-1] == (RUN - timedelta(hours=1), RUN, since, RUN)
+
+        before, requests = _batches(dsn), fake.requests
+        cmd = [AIRFLOW, "dags", "test", "slm_servicenow", RUN.isoformat(), "-c", json.dumps({"sinse": "x"})]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        out = proc.stdout + proc.stderr
+        (home / "refused.log").write_text(out)
+        assert "REFUSED sinse: unknown parameter: slm_servicenow takes since" in out
+        finished = [line for line in out.splitlines() if "DagRun Finished" in line]
+        assert finished and "state=failed" in finished[-1], out[-4000:]
+        assert (_batches(dsn), fake.requests) == (before, requests)  # nothing extracted, nothing loaded

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import psycopg2
 import pytest
 
-from slm_platform.loader import load_drop
-from slm_platform.servicenow.export import MADE_SLA_FILE, ExportError, convert_export
+from slm_platform.load.loader import load_drop
 from slm_platform.settings import shared_data_file
+from slm_platform.sources.servicenow.export import MADE_SLA_FILE, ExportError, convert_export
 
 EXPORT = shared_data_file("servicenow_incident_event_log.csv.gz")
 ZONE = "Europe/Lisbon"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import tempfile
+import time
 from pathlib import Path
 
 import psycopg2
@@ -30,17 +34,42 @@ def own_home(tmp_path: Path):
     stop_and_remove(home)
 
 
+def _redis(port: int, *commands: tuple[str, ...]) -> bytes:
+    """Raw RESP round trip with the stack's Redis: what a client without the redis package sees."""
+    from slm_platform.ops.redis_server import _resp
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"".join(_resp(*c) for c in commands))
+        time.sleep(0.3)
+        return s.recv(65536)
+
+
 def test_pg_stack_lifecycle(own_home: Path) -> None:
     up = slm(own_home, "stack", "up", "--only", "pg")
     assert "PostgreSQL:   running" in up.stdout
+    assert "Redis:        running on 127.0.0.1:" in up.stdout
     state = json.loads((own_home / "stack.json").read_text())
     port = state["pg"]["port"]
+
+    # Redis starts with PostgreSQL, always: loopback, a password, no persistence, its data dir in SLM_HOME
+    rport = state["redis"]["port"]
+    password = json.loads((own_home / "credentials.json").read_text())["redis_password"]
+    assert _redis(rport, ("PING",)).startswith(b"-NOAUTH"), "Redis must refuse a client without the password"
+    answer = _redis(
+        rport, ("AUTH", password), ("CONFIG", "GET", "save"), ("CONFIG", "GET", "appendonly"),
+        ("CONFIG", "GET", "bind"), ("CONFIG", "GET", "dir"),
+    )  # fmt: skip
+    assert answer.startswith(b"+OK\r\n"), answer
+    assert b"$4\r\nsave\r\n$0\r\n\r\n" in answer and b"appendonly\r\n$2\r\nno" in answer, answer
+    assert b"127.0.0.1" in answer and str(own_home / "redis").encode() in answer, answer
+    assert oct((own_home / "redis" / "redis.conf").stat().st_mode & 0o777) == "0o600"
+    assert password not in " ".join(_processes_mentioning("redis-server")), "password on a command line"
 
     # status, JSON status and the DSN agree; the DSN connects and the three databases exist
     st = json.loads(slm(own_home, "stack", "status", "--json").stdout)
     assert st["postgresql"]["running"] is True and st["postgresql"]["port"] == port
     assert "********" in st["postgresql"]["warehouse_dsn"]
-    dsn = slm(own_home, "dsn").stdout.strip()
+    dsn = slm(own_home, "stack", "dsn").stdout.strip()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("select datname from pg_database where datname like 'slm_%' order by 1")
         assert [r[0] for r in cur.fetchall()] == ["slm_airflow", "slm_superset", "slm_warehouse"]
@@ -55,10 +84,67 @@ def test_pg_stack_lifecycle(own_home: Path) -> None:
 
     datadir = str(Path(state["pg"]["root"]) / "data")
     assert _processes_mentioning(datadir), "postgres should be running"
+    assert json.loads(slm(own_home, "stack", "status", "--json").stdout)["redis"]["running"] is True
     slm(own_home, "stack", "down")
     assert _processes_mentioning(datadir) == []
+    assert _processes_mentioning(str(own_home / "redis")) == []
     st = json.loads(slm(own_home, "stack", "status", "--json").stdout)
-    assert st["postgresql"]["running"] is False
+    assert st["postgresql"]["running"] is False and st["redis"]["running"] is False
+
+
+def test_airflow_env_per_executor(tmp_path: Path, monkeypatch) -> None:
+    """The Celery settings come from docker/airflow/celery.env (compose's env_file), the broker is the
+    stack's Redis (db 0), the result backend the Airflow metadata database; LocalExecutor gets none of them.
+    The slm_superset connection exists once the stack has a Superset port."""
+    from slm_platform.ops import stack
+
+    monkeypatch.setenv("SLM_HOME", str(tmp_path))
+    creds = stack.credentials()
+    state = {
+        "pg": {"host": "127.0.0.1", "port": 5999, "user": "slm", "password": "pw"},
+        "redis": {"port": 6999},
+        "airflow": {"api_port": 8999, "executor": "local"},
+    }
+    local = stack.airflow_env(state, creds)
+    assert local["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert not any(k.startswith("AIRFLOW__CELERY") for k in local)
+    assert "AIRFLOW_CONN_SLM_SUPERSET" not in local
+
+    state["airflow"]["executor"] = "celery"
+    state["superset"] = {"port": 7999}
+    env = stack.airflow_env(state, creds)
+    shared = stack.celery_settings()
+    assert {k: env[k] for k in shared} == shared and env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:{creds['redis_password']}@127.0.0.1:6999/0"
+    assert (
+        env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://slm:pw@127.0.0.1:5999/slm_airflow"
+    )
+    conn = json.loads(env["AIRFLOW_CONN_SLM_SUPERSET"])
+    assert conn == {
+        "conn_type": "http", "host": "127.0.0.1", "port": 7999, "login": "admin",
+        "password": creds["superset_admin_password"], "schema": "http",
+    }  # fmt: skip
+    worker = stack.worker_env(env, "worker2")
+    assert worker["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "slm_platform.ops.procs.worker_hostname"
+    monkeypatch.setenv("SLM_CELERY_WORKER", "worker2")
+    from slm_platform.ops import procs
+
+    assert procs.worker_hostname().startswith("worker2@")
+
+
+def test_the_celery_provider_imports() -> None:
+    """celery 5.7 removed ``celery.backends.database.retry``, which apache-airflow-providers-celery 3.26
+    imports: no worker or CeleryExecutor scheduler started. The lock pins celery<5.7 (envs/airflow)."""
+    import subprocess
+
+    from slm_platform.settings import venv_bin
+
+    code = "import airflow.providers.celery.executors.celery_executor_utils"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["AIRFLOW_HOME"] = tempfile.mkdtemp()
+    py = str(venv_bin("airflow", "python"))
+    proc = subprocess.run([py, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_two_stacks_side_by_side(own_home: Path, stack_home: Path, pg_server) -> None:
@@ -66,7 +152,7 @@ def test_two_stacks_side_by_side(own_home: Path, stack_home: Path, pg_server) ->
     slm(own_home, "stack", "up", "--only", "pg")
     other = json.loads((own_home / "stack.json").read_text())["pg"]["port"]
     assert other != pg_server.port
-    for dsn in (slm(own_home, "dsn").stdout.strip(), slm(stack_home, "dsn").stdout.strip()):
+    for dsn in (slm(own_home, "stack", "dsn").stdout.strip(), slm(stack_home, "stack", "dsn").stdout.strip()):
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             cur.execute("select 1")
         conn.close()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from slm_platform.contracts import load_catalogue
-from slm_platform.monitoring import statuspage as sp
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.load import imports
 from slm_platform.settings import REPO_ROOT, shared_data_file
+from slm_platform.sources import statuspage as sp
 from tests.conftest import query_dicts, slm
 
 REAL_FILE = shared_data_file("statuspage_downtime_windows.csv")
@@ -60,7 +61,7 @@ def imported(pg_server, tmp_path_factory) -> dict:
 
     with scratch_database(pg_server) as dsn:
         out = tmp_path_factory.mktemp("statuspage")
-        res, batches = sp.import_file(dsn, REAL_FILE, out)
+        res, batches = imports.statuspage_file(dsn, REAL_FILE, out)
         yield {"dsn": dsn, "res": res, "batches": batches, "out": out}
 
 
@@ -135,7 +136,7 @@ def test_rerun_changes_nothing(imported: dict, tmp_path: Path) -> None:
     before = query_dicts(
         dsn, "select service_code, started_at, ended_at, source_ref from raw.outages order by 1, 2"
     )
-    res, batches = sp.import_file(dsn, REAL_FILE, tmp_path)
+    res, batches = imports.statuspage_file(dsn, REAL_FILE, tmp_path)
     assert sum(b.rows_loaded for b in batches) == 0
     after = query_dicts(
         dsn, "select service_code, started_at, ended_at, source_ref from raw.outages order by 1, 2"
@@ -153,7 +154,7 @@ def test_windows_with_one_start_merge_and_overlaps_stay(tmp_path: Path, fresh_db
         + "4,2024-05-02T01:00:00Z,2024-05-02T03:00:00Z,120,updates,Scheduled Codespaces Maintenance,"
         + "maintenance\n"
     )
-    res, _ = sp.import_file(fresh_db, src, tmp_path / "out")
+    res, _ = imports.statuspage_file(fresh_db, src, tmp_path / "out")
     assert (res.rows_read, res.rows_mapped, res.rows_unmapped, res.merged) == (4, 4, 0, 1)
     got = query_dicts(
         fresh_db,
@@ -193,7 +194,7 @@ def test_unmapped_unknown_impact_and_bad_times_are_quarantined(tmp_path: Path, f
         + "4,2024-05-01T12:00:00Z,2024-05-01T11:00:00Z,-60,updates,Incident with Pages,minor\n"
         + "5,2024-05-03T12:00:00Z,2024-05-03T13:00:00Z,60,updates,Incident with Pages,critical\n"
     )
-    res, batches = sp.import_file(fresh_db, src, tmp_path / "out")
+    res, batches = imports.statuspage_file(fresh_db, src, tmp_path / "out")
     assert (res.rows_read, res.rows_mapped, res.rows_unmapped) == (5, 3, 2)
     q = query_dicts(
         fresh_db,
@@ -240,16 +241,16 @@ def test_sample_contract_covers_the_sample_client() -> None:
 
 
 def test_cli_import_statuspage(stack_home: Path, fresh_db: str, tmp_path: Path) -> None:
-    proc = slm(stack_home, "import-statuspage", str(REAL_FILE), "--dsn", fresh_db, "--out", str(tmp_path))
+    proc = slm(stack_home, "import", "statuspage", str(REAL_FILE), "--dsn", fresh_db, "--out", str(tmp_path))
     n = len(_file_rows(REAL_FILE))
     m = re.search(r"read (\d+) rows: (\d+) mapped .*, (\d+) unmapped", proc.stdout)
     assert m, proc.stdout
     assert int(m.group(1)) == n == int(m.group(2)) + int(m.group(3))
     assert re.search(
-        r"quarantined rows \(batch [0-9, ]+\): \./slm quarantine \[--batch N\] \[--rows\] shows why",
+        r"quarantined rows \(batch [0-9, ]+\): \./slm quarantine list \[--batch N\] \[--rows\] shows why",
         proc.stdout,
     )
     valid = slm(stack_home, "contracts", "validate", str(REPO_ROOT / "contracts" / "statuspage_sample.yaml"))
     assert valid.stdout.startswith("OK")
-    bad = slm(stack_home, "import-statuspage", str(tmp_path / "nope.csv"), "--dsn", fresh_db, check=False)
+    bad = slm(stack_home, "import", "statuspage", str(tmp_path / "nope.csv"), "--dsn", fresh_db, check=False)
     assert bad.returncode == 1 and "cannot import" in bad.stderr

@@ -12,8 +12,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import (
+from slm_platform.dashboards.provision import (
     ASSETS_DIR,
     DATABASE_FILE,
     build_bundle,
@@ -21,7 +20,8 @@ from slm_platform.superset_provision import (
     by_uuid,
     provision,
 )
-from slm_platform.superset_service import CONFIG_PATH, gunicorn_command
+from slm_platform.dashboards.superset_api import SupersetClient
+from slm_platform.dashboards.superset_service import CONFIG_PATH, gunicorn_command
 from tests.superset_helpers import CHARTS, login
 
 TABLE_CHART = CHARTS["ticket_volume_table"]
@@ -215,9 +215,9 @@ def _inventory(admin: SupersetClient) -> dict[str, object]:
 def test_reprovision_is_idempotent(demo_stack, admin: SupersetClient) -> None:
     before = _inventory(admin)
     creds = demo_stack.credentials["superset"]
-    assert len(before["rls"]) == len(creds["clients"])
+    assert len(before["rls"]) == len(creds["clients"]) + 1  # + the Base rule (superset_provision)
     volume_roles = {name for u, name in before["dashboard_roles"] if u == VOLUME_DASHBOARD}
-    assert volume_roles == {f"client_{c}" for c in creds["clients"]} | {"manager"}
+    assert volume_roles == {"clients", "manager"}
     database_id = by_uuid(admin, "dataset", VOLUME_DATASET)["database"]["id"]
     uri = urlparse(admin.get(f"/api/v1/database/{database_id}/connection")["result"]["sqlalchemy_uri"])
     again = provision(

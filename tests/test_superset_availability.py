@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import (
+from slm_platform.dashboards.provision import (
     ASSETS_DIR,
     CLIENT_DATASETS,
+    CLIENTS_ROLE,
     MANAGER_ONLY_DASHBOARDS,
     MANAGER_ROLE,
     by_uuid,
     check_audiences,
-    client_role,
 )
+from slm_platform.dashboards.superset_api import SupersetClient
 from tests.superset_helpers import (
     CHARTS,
     DASHBOARDS,
@@ -33,9 +33,11 @@ from tests.superset_helpers import (
     assert_saved_query_contexts,
     bundle_with_chart_on,
     chart_data,
+    chart_ids_of,
     charts_of,
     login,
     rowcount,
+    sql_figure,
 )
 
 AVAILABILITY = DASHBOARDS["availability"]
@@ -120,18 +122,11 @@ def test_check_audiences_refuses_the_portfolio_on_the_client_dashboard(tmp_path:
 
 @pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient) -> dict[str, int]:
-    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
+    return chart_ids_of(admin, EXPECTED)
 
 
 def _expected(conn, key: str, client: str | None) -> object:
-    sql, _ = EXPECTED[key]
-    where = "where client_code = %s" if client else "where true"
-    with conn.cursor() as cur:
-        cur.execute(sql.format(where=where), (client,) if client else ())
-        (value,) = cur.fetchone()
-    if key == "availability_coverage" and value is not None:
-        return round(float(value), 6)
-    return value
+    return sql_figure(conn, EXPECTED[key][0], client, rounded=key == "availability_coverage")
 
 
 def _mart_availability(conn, client: str | None) -> dict[tuple, Decimal | None]:
@@ -223,5 +218,4 @@ def test_rls_and_dashboard_roles(demo_stack, admin) -> None:
         detail = admin.get(f"/api/v1/dashboard/{by_uuid(admin, 'dashboard', DASHBOARDS[key]['uuid'])['id']}")
         roles[key] = {r["name"] for r in detail["result"]["roles"]}
     assert roles["availability_budgets_at_risk"] == {MANAGER_ROLE}
-    clients = {client_role(c) for c in demo_stack.credentials["superset"]["clients"]}
-    assert roles["availability"] == clients | {MANAGER_ROLE}
+    assert roles["availability"] == {CLIENTS_ROLE, MANAGER_ROLE}

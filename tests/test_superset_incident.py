@@ -23,25 +23,27 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 
-from slm_platform import incident_review
-from slm_platform.loader import load_file
-from slm_platform.settings import REPO_ROOT
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import (
+from slm_platform.dashboards.provision import (
     ASSETS_DIR,
+    BASE_RLS_RULE,
     CLIENT_DATASETS,
+    CLIENTS_ROLE,
     MANAGER_ONLY_DASHBOARDS,
     MANAGER_ROLE,
     by_uuid,
     check_audiences,
-    client_role,
 )
+from slm_platform.dashboards.superset_api import SupersetClient
+from slm_platform.load.loader import load_file
+from slm_platform.orchestration import incident_review
+from slm_platform.settings import REPO_ROOT
 from tests.superset_helpers import (
     CHARTS,
     DASHBOARDS,
     DATASET_OF,
     DATASETS,
     assert_saved_query_contexts,
+    chart_ids_of,
     charts_of,
     login,
 )
@@ -276,7 +278,7 @@ def shared(demo_stack, tmp_path_factory: pytest.TempPathFactory) -> str:
     load_file(dsn, child, "tickets", source="incident_superset_test")
     load_file(dsn, outage, "outages", source="incident_superset_test")
     # As an incident review does: dbt build of what the incident touches at the same cut-off, then the
-    # table-by-table publish (slm_platform.incident_review).
+    # table-by-table publish (slm_platform.orchestration.incident_review).
     incident_review.build(dsn, as_of, str(tmp), log=lambda _: None)
     assert "fct_major_incident_impact" in incident_review.publish(dsn)
     return incident
@@ -284,7 +286,7 @@ def shared(demo_stack, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient, shared) -> dict[str, int]:
-    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in DASHBOARD_CHARTS}
+    return chart_ids_of(admin, DASHBOARD_CHARTS)
 
 
 def test_marts_have_a_shared_incident(warehouse, shared) -> None:
@@ -419,12 +421,12 @@ def test_dashboard_roles_and_rls(demo_stack, admin) -> None:
     dashboard_id = int(by_uuid(admin, "dashboard", DASHBOARD["uuid"])["id"])
     detail = admin.get(f"/api/v1/dashboard/{dashboard_id}")["result"]
     clients = demo_stack.credentials["superset"]["clients"]
-    assert {r["name"] for r in detail["roles"]} == {client_role(c) for c in clients} | {MANAGER_ROLE}
+    assert {r["name"] for r in detail["roles"]} == {CLIENTS_ROLE, MANAGER_ROLE}
     rules = admin.list_all("/api/v1/rowlevelsecurity/", order_column=None)
     for name in sorted(INCIDENT_DATASETS):
         dataset_id = int(by_uuid(admin, "dataset", DATASETS[name]["uuid"])["id"])
         covered = {r["name"] for r in rules if dataset_id in {int(t["id"]) for t in r["tables"]}}
-        assert covered == {f"rls_client_{c}" for c in clients}, name
+        assert covered == {f"rls_client_{c}" for c in clients} | {BASE_RLS_RULE}, name
 
 
 def test_client_dashboard_renders_in_chromium_with_own_rows_only(demo_stack, shared, tmp_path) -> None:
@@ -450,7 +452,6 @@ def test_client_dashboard_renders_in_chromium_with_own_rows_only(demo_stack, sha
         tmp_path,
         check,
         height=1900,
-        max_render_s=90,
         full_page=False,
     )
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

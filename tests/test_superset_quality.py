@@ -6,7 +6,8 @@ tickets file the loader cannot take at all (a failed batch). Neither changes raw
 marts as the nightly does (`dbt build` into marts_build at the run's cut-off, then the publish swap).
 
 Checked: the published marts equal a Python grouping of raw.load_batches / raw.quarantine (and the reason
-kinds equal `./slm quarantine`'s); every chart's figures, read through Superset's chart-data API as admin and
+kinds equal `./slm quarantine list`'s); every chart's figures, read through Superset's chart-data API as admin
+and
 as the manager, equal SQL on the published marts; clients are refused the dashboard and its charts' data,
 also through a client dashboard's context (DASHBOARD_RBAC); no raw record reaches a dataset.
 """
@@ -23,13 +24,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slm_platform import superset_provision
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.load_report import quarantine_summary
-from slm_platform.loader import LoadError, load_file
-from slm_platform.publish import publish_marts
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import (
+from slm_platform.dashboards import provision as superset_provision
+from slm_platform.dashboards.provision import (
     ASSETS_DIR,
     CLIENT_DATASETS,
     MANAGER_ONLY_DASHBOARDS,
@@ -37,6 +33,11 @@ from slm_platform.superset_provision import (
     by_uuid,
     check_audiences,
 )
+from slm_platform.dashboards.superset_api import SupersetClient
+from slm_platform.load.loader import LoadError, load_file
+from slm_platform.load.report import quarantine_summary
+from slm_platform.transform.dbt_runner import dbt, dbt_env
+from slm_platform.transform.publish import publish_marts
 from tests.superset_helpers import (
     CHARTS,
     DASHBOARDS,
@@ -46,6 +47,7 @@ from tests.superset_helpers import (
     assert_saved_query_contexts,
     bundle_with_chart_on,
     chart_data,
+    chart_ids_of,
     charts_of,
     login,
 )
@@ -158,7 +160,7 @@ def refused(demo_stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, i
 
 @pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient, refused) -> dict[str, int]:
-    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in QUALITY_CHARTS}
+    return chart_ids_of(admin, QUALITY_CHARTS)
 
 
 def test_marts_equal_the_raw_records(warehouse, refused) -> None:
@@ -245,7 +247,7 @@ def test_marts_equal_the_raw_records(warehouse, refused) -> None:
 
 
 def test_reason_kinds_are_the_load_reports(warehouse, refused) -> None:
-    """The mart's kinds, summed over batches, are what `./slm quarantine` prints."""
+    """The mart's kinds, summed over batches, are what `./slm quarantine list` prints."""
     grouped: dict[tuple, list] = {}
     for _batch, entity, kind, rows, first in _query(
         warehouse,

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from slm_platform import superset_provision
-from slm_platform.superset_api import SupersetClient
-from slm_platform.superset_provision import (
+from slm_platform.dashboards import provision as superset_provision
+from slm_platform.dashboards.provision import (
     ASSETS_DIR,
     CLIENT_DATASETS,
+    CLIENTS_ROLE,
     MANAGER_ONLY_DASHBOARDS,
     MANAGER_ROLE,
     by_uuid,
     check_audiences,
-    client_role,
 )
+from slm_platform.dashboards.superset_api import SupersetClient
 from tests.superset_helpers import (
     CHARTS,
     DASHBOARDS,
@@ -36,6 +36,7 @@ from tests.superset_helpers import (
     assert_clients_refused,
     assert_saved_query_contexts,
     bundle_with_chart_on,
+    chart_ids_of,
     charts_of,
     login,
 )
@@ -362,7 +363,7 @@ def test_review_filters_one_client_and_period() -> None:
 
 @pytest.fixture(scope="module")
 def chart_ids(admin: SupersetClient) -> dict[str, int]:
-    return {key: int(by_uuid(admin, "chart", CHARTS[key]["uuid"])["id"]) for key in EXPECTED}
+    return chart_ids_of(admin, EXPECTED)
 
 
 @pytest.fixture(scope="module")
@@ -534,9 +535,8 @@ def test_client_never_gets_a_manager_finding(demo_stack, admin, warehouse, chart
 
 
 def test_dashboard_roles(demo_stack, admin, dashboard_ids) -> None:
-    clients = demo_stack.credentials["superset"]["clients"]
     review = admin.get(f"/api/v1/dashboard/{dashboard_ids['review']}")["result"]
-    assert {r["name"] for r in review["roles"]} == {client_role(c) for c in clients} | {MANAGER_ROLE}
+    assert {r["name"] for r in review["roles"]} == {CLIENTS_ROLE, MANAGER_ROLE}
     portfolio = admin.get(f"/api/v1/dashboard/{dashboard_ids['portfolio']}")["result"]
     assert {r["name"] for r in portfolio["roles"]} == {MANAGER_ROLE}
     # RLS reaches the clients' review datasets, never the managers' findings.

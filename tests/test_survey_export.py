@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from slm_platform import cli
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
-from slm_platform.surveys.export import convert, import_export
-from slm_platform.surveys.mapping import MappingError, load_mapping
+from slm_platform.load.imports import survey_export_file as import_export
+from slm_platform.load.loader import load_drop
+from slm_platform.sources.demo_data import generate
+from slm_platform.sources.surveys.export import convert
+from slm_platform.sources.surveys.mapping import MappingError, load_mapping
 from tests.conftest import query_dicts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,10 +160,10 @@ def test_cli_imports_an_export(db_with_clients: str, monkeypatch: pytest.MonkeyP
         def dsn(self, _dbname: str) -> str:
             return db_with_clients
 
-    monkeypatch.setattr("slm_platform.stack.pg_server", lambda: _Server())
+    monkeypatch.setattr("slm_platform.ops.stack.pg_server", lambda: _Server())
     code = cli.main(
         [
-            "import-survey-export",
+            "import", "survey",
             str(RESPONSES),
             "--mapping",
             str(MAPPING),

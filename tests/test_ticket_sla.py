@@ -1,5 +1,5 @@
 """fct_ticket_sla on the demo data: every row recomputed in Python from the raw rows and the catalogue, with
-the independent business-time reference (slm_platform.business_time)."""
+the independent business-time reference (slm_platform.reference.business_time)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from slm_platform.business_time import business_minutes
-from slm_platform.contracts import load_catalogue
-from slm_platform.contracts_load import DEFAULT_CATALOGUE, load_contracts, objective_id
-from slm_platform.dbt_runner import dbt, dbt_env
-from slm_platform.demo_data import generate
-from slm_platform.loader import load_drop
+from slm_platform.contracts.catalogue import load_catalogue
+from slm_platform.contracts.load import DEFAULT_CATALOGUE, load_contracts, objective_id
+from slm_platform.load.loader import load_drop
+from slm_platform.reference.business_time import business_minutes
+from slm_platform.sources.demo_data import generate
+from slm_platform.transform.dbt_runner import dbt, dbt_env
 from tests.conftest import query_dicts
 
 

@@ -3,15 +3,22 @@
 #   chromium    /usr/bin/chromium     the browser tests (Playwright with Debian's build)
 #   prometheus  /usr/bin/prometheus   the Prometheus extractor tests (a real server on loopback)
 #   poppler-utils  /usr/bin/pdfinfo   the review-pack tests (pdfinfo, pdftoppm read the printed PDFs)
+#   redis-server   /usr/bin/redis-server   every stack: Superset's cache, the Celery executor's broker
+#   php-cli        /usr/bin/php   the Zabbix connector's test against the real Zabbix API (Debian's
+#                  zabbix-frontend-php served by `php -S`; tests/test_zabbix_real.py fetches that package's
+#                  files with `apt-get download`, installing nothing)
 # Idempotent: silent and instant when everything is there. Installs as root; otherwise says what to run.
-# Never starts a service: the tests start their own prometheus, on 127.0.0.1 with a throw-away data dir.
+# Never starts a service: the tests start their own prometheus, and the stack its own redis-server, on
+# 127.0.0.1 with a throw-away data dir.
 set -euo pipefail
 
-declare -A BINARY=([chromium]=/usr/bin/chromium [prometheus]=/usr/bin/prometheus [poppler-utils]=/usr/bin/pdfinfo)
-declare -A EXTRA=([chromium]="fonts-liberation fonts-dejavu-core" [prometheus]="" [poppler-utils]="")
+declare -A BINARY=([chromium]=/usr/bin/chromium [prometheus]=/usr/bin/prometheus [poppler-utils]=/usr/bin/pdfinfo
+                   [redis-server]=/usr/bin/redis-server [php-cli]=/usr/bin/php)
+declare -A EXTRA=([chromium]="fonts-liberation fonts-dejavu-core" [prometheus]="" [poppler-utils]="" [redis-server]=""
+                  [php-cli]="php-pgsql php-bcmath php-mbstring php-gd php-xml")
 
 WANTED=("$@")
-[ ${#WANTED[@]} -gt 0 ] || WANTED=(chromium prometheus poppler-utils)
+[ ${#WANTED[@]} -gt 0 ] || WANTED=(chromium prometheus poppler-utils redis-server php-cli)
 
 PKGS=()
 for name in "${WANTED[@]}"; do
@@ -30,7 +37,7 @@ fi
 
 echo "==> installing ${PKGS[*]} (Debian packages)"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's prometheus package would start a server listening on every interface: forbid service starts
+# Debian's prometheus (every interface) and redis-server (port 6379) packages would start a server: forbid service starts
 # for the duration of the install (unless the machine already has a policy, e.g. in containers).
 POLICY=/usr/sbin/policy-rc.d
 if [ ! -e "$POLICY" ]; then

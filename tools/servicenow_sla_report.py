@@ -122,8 +122,31 @@ def best_target(points: list[tuple[float, bool]]) -> tuple[float, int]:
     return best_t, best
 
 
-def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list[str]:
-    md: list[str] = []
+@dataclass
+class Figures:
+    """What the analysis reads from the warehouse (the SNOW client's SLA rows, the load's counts)."""
+
+    res: dict[str, tuple]  # ticket_id -> its resolution row of fct_ticket_sla (columns below)
+    resp: dict[str, tuple]  # ticket_id -> its response row
+    tickets: int  # rows in raw.tickets
+    quarantined: list[tuple]  # (reason, rows) of raw.quarantine, most frequent first
+    ev: dict[str, tuple]  # ticket_id -> (pending_customer pauses, reopenings, reassignments, priority moves)
+
+
+# The columns of a row of Figures.res / Figures.resp (fetch_figures), by index:
+# 0 ticket_id, 1 priority, 2 metric, 3 target_minutes, 4 elapsed_business_minutes,
+# 5 paused_business_minutes, 6 is_met, 7 is_breached_open, 8 open_at_cutoff
+# The groups of decided tickets, by (our is_met, their made_sla).
+GROUP_OF = {
+    (True, True): "agree",
+    (False, False): "agree",
+    (True, False): "ours true / theirs false",
+    (False, True): "ours false / theirs true",
+}
+DISAGREEMENTS = ("ours true / theirs false", "ours false / theirs true")
+
+
+def fetch_figures(dsn: str) -> Figures:
     sla = query(
         dsn,
         """
@@ -146,19 +169,27 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
            from raw.ticket_events group by ticket_id""",
     )
     ev = {e[0]: e[1:] for e in events}
+    return Figures(res, resp, tickets, quarantined, ev)
 
-    md += ["## Data", ""]
+
+def data_section(fig: Figures, src: dict[str, Source], timings: dict[str, float]) -> list[str]:
+    md = ["## Data", ""]
     md += [
-        f"- Export: {len(src)} incidents read from `{EXPORT.name}` (zone {ZONE}); {tickets} tickets "
-        f"loaded in `raw.tickets`; {len(res)} resolution rows and {len(resp)} response rows in "
+        f"- Export: {len(src)} incidents read from `{EXPORT.name}` (zone {ZONE}); {fig.tickets} tickets "
+        f"loaded in `raw.tickets`; {len(fig.res)} resolution rows and {len(fig.resp)} response rows in "
         "`fct_ticket_sla`.",
     ]
-    for reason, n in quarantined:
+    for reason, n in fig.quarantined:
         md.append(f"- Quarantined by the loader: {n} row(s): {reason}")
     md.append("- Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     md.append("")
+    return md
 
-    # ---------------------------------------------------------------- attainment
+
+def attainment_section(dsn: str) -> list[str]:
+    """Resolution attainment per priority over the whole period (checked against the yearly mart rows),
+    then per quarter."""
+    md: list[str] = []
     whole = query(
         dsn,
         """select priority, count(is_met), count(*) filter (where is_met), count(*),
@@ -220,9 +251,12 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
     ]
     md += table(["quarter", *PRIORITIES], qrows)
     md.append("")
+    return md
 
-    # ---------------------------------------------------------------- confusion
-    md += ["## ServiceNow `made_sla` vs our resolution `is_met`", ""]
+
+def confusion_section(res: dict[str, tuple], src: dict[str, Source]) -> list[str]:
+    """ServiceNow's made_sla against our resolution is_met, per priority."""
+    md = ["## ServiceNow `made_sla` vs our resolution `is_met`", ""]
     md += ["Tickets where our verdict is decided (is_met not null) and the export has the incident:", ""]
     crows = []
     confusion: dict[str, Counter] = defaultdict(Counter)
@@ -252,28 +286,32 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
         crows,
     )
     md.append("")
+    return md
 
-    # ---------------------------------------------------------------- explanations
-    md += ["## Why they differ: evidence", ""]
-    # H1: made_sla vs our response is_met
+
+def h1_response_sla(resp: dict[str, tuple], src: dict[str, Source]) -> list[str]:
+    """H1: made_sla against our response is_met."""
     rc: Counter = Counter()
     for tid, r in resp.items():
         if r[6] is None or tid not in src:
             continue
         rc[(bool(r[6]), src[tid].made_sla)] += 1
     n = sum(rc.values())
-    md.append(
+    return [
         f"- **H1, made_sla is a response SLA?** Agreement of made_sla with our *response* is_met: "
         f"{pct(rc[(True, True)] + rc[(False, False)], n)} over {n} tickets "
         f"(both true {rc[(True, True)]}, both false {rc[(False, False)]}, ours true/theirs false "
         f"{rc[(True, False)]}, ours false/theirs true {rc[(False, True)]})."
-    )
-    # H2: best single target per priority, on our elapsed (pauses deducted) and on raw elapsed
-    md.append(
+    ]
+
+
+def h2_best_targets(res: dict[str, tuple], src: dict[str, Source]) -> list[str]:
+    """H2: the best single target per priority, on our elapsed (pauses deducted) and on raw elapsed."""
+    md = [
         "- **H2, a different resolution target?** For each priority, the single target (minutes, 24x7) that "
         "maximises agreement with made_sla over the tickets whose clock stopped; also with the pause not "
         "deducted (elapsed + paused):"
-    )
+    ]
     md.append("")
     h2 = []
     for p in PRIORITIES:
@@ -320,41 +358,46 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
         h2,
     )
     md.append("")
-    # H3: reopen counts, pauses, reassignments among disagreements
+    return md
+
+
+def disagreement_groups(res: dict[str, tuple], src: dict[str, Source]) -> dict[str, list[str]]:
+    """The decided tickets the export has, by group (see GROUP_OF), in the order of ``res``."""
     groups: dict[str, list[str]] = defaultdict(list)
     for tid, r in res.items():
         if r[6] is None or tid not in src:
             continue
-        key = {
-            (True, True): "agree",
-            (False, False): "agree",
-            (True, False): "ours true / theirs false",
-            (False, True): "ours false / theirs true",
-        }[(bool(r[6]), src[tid].made_sla)]
-        groups[key].append(tid)
+        groups[GROUP_OF[(bool(r[6]), src[tid].made_sla)]].append(tid)
+    return groups
+
+
+def _mean(vals: list[float]) -> str:
+    return f"{sum(vals) / len(vals):.1f}" if vals else "n/a"
+
+
+def h3_group_profiles(
+    groups: dict[str, list[str]], res: dict[str, tuple], src: dict[str, Source], ev: dict[str, tuple]
+) -> list[str]:
+    """H3: reopen counts, pauses, reassignments among the agreeing and the disagreeing tickets."""
     hrows = []
-    for key in ("agree", "ours true / theirs false", "ours false / theirs true"):
+    for key in ("agree", *DISAGREEMENTS):
         ids = groups.get(key, [])
         if not ids:
             continue
         k = len(ids)
-
-        def mean(vals: list[float]) -> str:
-            return f"{sum(vals) / len(vals):.1f}" if vals else "n/a"
-
         hrows.append(
             [
                 key,
                 k,
                 pct(sum(1 for t in ids if src[t].reopen_count > 0), k),
-                mean([src[t].reassignment_count for t in ids]),
-                mean([src[t].updates for t in ids]),
+                _mean([src[t].reassignment_count for t in ids]),
+                _mean([src[t].updates for t in ids]),
                 pct(sum(1 for t in ids if ev.get(t, (0,))[0] > 0), k),
-                mean([float(res[t][4]) / 60 for t in ids]),
-                mean([float(res[t][5]) / 60 for t in ids]),
+                _mean([float(res[t][4]) / 60 for t in ids]),
+                _mean([float(res[t][5]) / 60 for t in ids]),
             ]
         )
-    md.append("- **H3, reopened / paused / reassigned tickets?** Profile of each group:")
+    md = ["- **H3, reopened / paused / reassigned tickets?** Profile of each group:"]
     md.append("")
     md += table(
         [
@@ -370,10 +413,16 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
         hrows,
     )
     md.append("")
-    # Samples
-    md += ["### Samples of disagreeing tickets", ""]
+    return md
+
+
+def disagreement_samples(
+    groups: dict[str, list[str]], res: dict[str, tuple], src: dict[str, Source], ev: dict[str, tuple]
+) -> list[str]:
+    """Up to three disagreeing tickets per group and priority, with what may explain them."""
+    md = ["### Samples of disagreeing tickets", ""]
     srows = []
-    for key in ("ours true / theirs false", "ours false / theirs true"):
+    for key in DISAGREEMENTS:
         for p in PRIORITIES:
             ids = sorted(t for t in groups.get(key, []) if res[t][1] == p)[:3]
             for t in ids:
@@ -414,6 +463,23 @@ def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list
     return md
 
 
+def analyse(dsn: str, src: dict[str, Source], timings: dict[str, float]) -> list[str]:
+    """The report's body: data, attainment, made_sla vs is_met, and the evidence about the differences."""
+    fig = fetch_figures(dsn)
+    groups = disagreement_groups(fig.res, src)
+    return [
+        *data_section(fig, src, timings),
+        *attainment_section(dsn),
+        *confusion_section(fig.res, src),
+        "## Why they differ: evidence",
+        "",
+        *h1_response_sla(fig.resp, src),
+        *h2_best_targets(fig.res, src),
+        *h3_group_profiles(groups, fig.res, src, fig.ev),
+        *disagreement_samples(groups, fig.res, src, fig.ev),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", default="/tmp/snow_home", help="SLM_HOME of the throw-away stack")
@@ -425,8 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["SLM_HOME"] = str(home)  # for in-process helpers too
-    from slm_platform.contracts_load import load_contracts
-    from slm_platform.dbt_runner import dbt, dbt_env
+    from slm_platform.contracts.load import load_contracts
+    from slm_platform.transform.dbt_runner import dbt, dbt_env
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -434,13 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t = time.monotonic()
         slm(home, "stack", "up", "--only", "pg")
-        dsn = slm(home, "dsn").strip()
+        dsn = slm(home, "stack", "dsn").strip()
         timings["stack up"] = time.monotonic() - t
         t = time.monotonic()
         if not args.skip_import:
             slm(
                 home,
-                "import-servicenow-export",
+                "import",
+                "servicenow-export",
                 str(EXPORT),
                 "--timezone",
                 ZONE,

@@ -29,10 +29,11 @@ import psycopg2.extras
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from slm_platform.contracts_load import load_contracts  # noqa: E402
-from slm_platform.dbt_runner import dbt, dbt_env  # noqa: E402
-from slm_platform.monitoring.statuspage import import_file, load_mapping  # noqa: E402
+from slm_platform.contracts.load import load_contracts  # noqa: E402
+from slm_platform.load.imports import statuspage_file  # noqa: E402
 from slm_platform.settings import shared_data_file  # noqa: E402
+from slm_platform.sources.statuspage import load_mapping  # noqa: E402
+from slm_platform.transform.dbt_runner import dbt, dbt_env  # noqa: E402
 
 HISTORY = shared_data_file("statuspage_downtime_windows.csv")
 CONTRACT = REPO / "contracts" / "statuspage_sample.yaml"
@@ -58,7 +59,7 @@ def busiest_service(dsn: str) -> str:
 
 def build(dsn: str, work: Path, as_of: str) -> None:
     """Import the history, load the sample contract and build the availability marts in ``dsn``."""
-    import_file(dsn, HISTORY, work / "drop", load_mapping())
+    statuspage_file(dsn, HISTORY, work / "drop", load_mapping())
     load_contracts(dsn, CONTRACT)
     dbt(
         ["build", *SELECT, "--indirect-selection", "buildable", "--vars", f"{{as_of: '{as_of}'}}",

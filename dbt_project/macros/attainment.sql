@@ -25,7 +25,7 @@
         count(*) filter (where {{ counted_rows }}.is_met) as tickets_met,
         max({{ counted_rows }}.threshold_pct) as threshold_pct
     from {{ counted_rows }}
-    cross join (values ('month'), ('quarter'), ('year')) as period_grain (period_type)
+    cross join {{ period_grains() }}
     group by
         {% for column in group_columns -%}
             {{ counted_rows }}.{{ column }},

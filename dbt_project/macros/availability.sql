@@ -1,26 +1,11 @@
 {#-
     Helpers of the availability models (models/intermediate/availability, models/marts/availability).
 
-    availability_cutoff(): the run's as-of instant, as a scalar SQL expression. dbt var as_of (the nightly sets
-    it to its data interval end) or, by default, the latest loaded check (or outage bound when there are no
-    checks): never now(), so a rerun on the same data gives the same figures. Nothing at or after it exists.
+    The run's cut-off is macros/cutoff.sql (run_cutoff), its availability default in
+    int_service_ranges_aggregated.
 
     multirange_minutes(mr): the minutes covered by a tstzmultirange (exact, numeric).
 -#}
-
-{% macro availability_cutoff() -%}
-    {%- if var('as_of', none) -%}
-        '{{ var("as_of") }}'::timestamptz
-    {%- else -%}
-        coalesce(
-            (select max(cutoff_checks.last_checked_at) from {{ ref('int_check_intervals_merged') }} as cutoff_checks),
-            (
-                select max(coalesce(cutoff_outages.ended_at, cutoff_outages.started_at))
-                from {{ ref('stg_canonical__outages') }} as cutoff_outages
-            )
-        )
-    {%- endif -%}
-{%- endmacro %}
 
 {% macro multirange_minutes(multirange_expr) -%}
     coalesce((

@@ -1,5 +1,5 @@
 {#-
-    Business time on the calendar windows loaded by slm_platform.contracts_load (one row per open interval,
+    Business time on the calendar windows loaded by slm_platform.contracts.load (one row per open interval,
     in UTC, minutes_before = open minutes of all earlier windows of the calendar).
 
     business_minute_mark(calendar, ts): the business-minute mark M(c, t) of an instant, i.e. the open minutes

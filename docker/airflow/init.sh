@@ -4,7 +4,7 @@
 set -euo pipefail
 
 echo "==> checking secrets"
-python -m slm_platform.prod_check --for airflow
+python -m slm_platform.ops.prod_check --for airflow
 
 echo "==> checking configuration"
 executor="$(airflow config get-value core executor)"
@@ -18,7 +18,7 @@ airflow db migrate
 
 echo "==> creating the pool that serialises warehouse builds (slm_nightly, slm_incident_review)"
 # Tasks in a pool that does not exist are never scheduled: the nightly's dbt build and publish and the
-# incident review's build-and-publish share this one slot (slm_platform/incident_review.py POOL).
+# incident review's build-and-publish share this one slot (slm_platform/orchestration/incident_review.py POOL).
 airflow pools set slm_marts_build 1 "one dbt build or marts publish at a time (slm_nightly, slm_incident_review)"
 
 echo "==> setting the admin password (SimpleAuthManager passwords file, owner-only)"

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 echo "==> checking secrets"
-python -m slm_platform.prod_check --for superset
+python -m slm_platform.ops.prod_check --for superset
 
 echo "==> migrating the metadata database"
 superset db upgrade

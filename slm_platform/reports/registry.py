@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from slm_platform.raw_schema import ensure_raw_schema
+from slm_platform.load.raw_schema import ensure_raw_schema
 from slm_platform.reports.periods import Period
 
 UPSERT = """

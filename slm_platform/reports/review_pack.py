@@ -1,6 +1,6 @@
 """Build one service review pack: read the marts, render the HTML, print the PDF, record it in the registry.
 
-`./slm review-pack` builds one; the nightly DAG builds every client's packs of the periods a run closes
+`./slm review-pack build` builds one; the nightly DAG builds every client's packs of the periods a run closes
 (:func:`build_closed_period_packs`). Files are `<out>/<client>_<period>_<edition>.html` and `.pdf`, replaced
 whole on a rerun, and the registry row is upserted: generation is idempotent per client x period x edition.
 """

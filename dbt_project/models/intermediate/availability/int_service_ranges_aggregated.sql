@@ -24,8 +24,19 @@ maintenance as (
     select * from {{ ref('stg_canonical__maintenance') }}
 ),
 
+-- The run's cut-off (macros/cutoff.sql); by default the latest loaded check, or outage bound when there are
+-- no checks.
+{%- set latest_check %}
+    coalesce(
+        (select max(cutoff_checks.last_checked_at) from {{ ref('int_check_intervals_merged') }} as cutoff_checks),
+        (
+            select max(coalesce(cutoff_outages.ended_at, cutoff_outages.started_at))
+            from {{ ref('stg_canonical__outages') }} as cutoff_outages
+        )
+    )
+{%- endset %}
 cutoff as (
-    select {{ availability_cutoff() }} as cutoff_at
+    select {{ run_cutoff(latest_check) }} as cutoff_at
 ),
 
 -- A day's last check holds for twice the usual interval at most, and only until the next check: cut that

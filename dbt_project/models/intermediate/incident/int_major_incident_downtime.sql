@@ -119,7 +119,7 @@ final as (
         -- 0.01 minute, as fct_availability rounds its downtime.
         round(sum(day_minutes.incident_minutes), 2) as incident_minutes
     from day_minutes
-    cross join (values ('month'), ('quarter'), ('year')) as period_grain (period_type)
+    cross join {{ period_grains() }}
     group by
         day_minutes.incident_id,
         day_minutes.client_code,

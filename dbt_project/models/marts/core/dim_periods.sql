@@ -1,37 +1,49 @@
 {#-
-    Calendar periods (month, quarter, year) for the range the facts cover: every month of every year in which
-    some fact has a period, so each quarter and year row has all its months. Dates are the client-side
-    calendar dates the facts are cut on (each fact cuts in its client's time zone).
+    Calendar periods (month, quarter, year): a date spine of whole years over the range of the ticket data,
+    so each quarter and year row has all its months. Dates are client-side calendar dates (each fact cuts in
+    its client's time zone). Built from the intermediate ticket models, not from the facts; the range's
+    months are those the facts cut on: a ticket's opening (fct_ticket_volume), an SLA clock's stop
+    (fct_sla_attainment) and a counted OLA/UC hold's month (fct_ola_uc_attainment). (An open ticket's SLA
+    breach is not among them: it needs the business clock. It widens the range only if its year has none of
+    the others.)
 -#}
 with
 
-ticket_volume as (
-    select * from {{ ref('fct_ticket_volume') }}
+tickets as (
+    select * from {{ ref('stg_canonical__tickets') }}
 ),
 
-sla_attainment as (
-    select * from {{ ref('fct_sla_attainment') }}
+clients as (
+    select * from {{ ref('stg_canonical__clients') }}
 ),
 
-ola_uc_attainment as (
-    select * from {{ ref('fct_ola_uc_attainment') }}
+sla_clocks as (
+    select * from {{ ref('int_tickets_matched_to_objectives') }}
 ),
 
-months_with_facts as (
-    select period_month as month_start from ticket_volume
-    union
-    select period_start from sla_attainment
-    where period_type = 'month'
-    union
-    select period_start from ola_uc_attainment
-    where period_type = 'month'
+ola_uc_holds as (
+    select * from {{ ref('int_ola_uc_ticket_attainment') }}
+),
+
+ticket_months as (
+    select date_trunc('month', tickets.opened_at at time zone clients.timezone)::date as month_start
+    from tickets
+    inner join clients on tickets.client_code = clients.client_code
+    union all
+    select date_trunc('month', clock_stopped_at at time zone client_timezone)::date
+    from sla_clocks
+    where clock_stopped_at is not null
+    union all
+    select period_month
+    from ola_uc_holds
+    where is_counted
 ),
 
 year_bounds as (
     select
         date_trunc('year', min(month_start))::date as first_year,
         date_trunc('year', max(month_start))::date as last_year
-    from months_with_facts
+    from ticket_months
 ),
 
 months as (
@@ -48,7 +60,7 @@ period_starts as (
         period_grain.period_type,
         date_trunc(period_grain.period_type, months.month_start)::date as period_start
     from months
-    cross join (values ('month'), ('quarter'), ('year')) as period_grain (period_type)
+    cross join {{ period_grains() }}
 ),
 
 final as (
@@ -57,18 +69,10 @@ final as (
         period_start,
         (
             period_start
-            + case period_type
-                when 'month' then interval '1 month'
-                when 'quarter' then interval '3 months'
-                else interval '1 year'
-            end
+            + {{ period_length('period_type') }}
             - interval '1 day'
         )::date as period_end,
-        case period_type
-            when 'month' then to_char(period_start, 'YYYY-MM')
-            when 'quarter' then to_char(period_start, 'YYYY-"Q"Q')
-            else to_char(period_start, 'YYYY')
-        end as period_label,
+        {{ period_label('period_type', 'period_start') }} as period_label,
         extract(year from period_start)::integer as year_number,
         case
             when period_type <> 'year' then extract(quarter from period_start)::integer

@@ -38,7 +38,7 @@ sla_attainment as (
 ),
 
 period_grain as (
-    select period_type from (values ('month'), ('quarter'), ('year')) as grains (period_type)
+    select period_type from {{ period_grains('grains') }}
 ),
 
 -- The periods containing the opening, in each affected client's own time zone.

@@ -205,11 +205,7 @@ headline as (
         coalesce(finding_counts.findings_client, 0) as findings_client,
         coalesce(finding_counts.findings_manager, 0) as findings_manager,
         (
-            reviews.period_start - case reviews.period_type
-                when 'month' then interval '1 month'
-                when 'quarter' then interval '3 months'
-                else interval '1 year'
-            end
+            reviews.period_start - {{ period_length('reviews.period_type') }}
         )::date as previous_period_start
     from reviews
     left join objective_counts

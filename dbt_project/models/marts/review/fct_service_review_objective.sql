@@ -13,11 +13,7 @@ lines as (
 dated as (
     select
         *,
-        case period_type
-            when 'month' then interval '1 month'
-            when 'quarter' then interval '3 months'
-            else interval '1 year'
-        end as period_length
+        {{ period_length('period_type') }} as period_length
     from lines
 ),
 

@@ -28,7 +28,7 @@ periods as (
         period_grain.period_type,
         date_trunc(period_grain.period_type, surveys.period_month)::date as period_start
     from surveys
-    cross join (values ('month'), ('quarter'), ('year')) as period_grain (period_type)
+    cross join {{ period_grains() }}
 ),
 
 aggregated as (
@@ -58,11 +58,7 @@ with_period_end as (
         *,
         (
             period_start
-            + case period_type
-                when 'month' then interval '1 month'
-                when 'quarter' then interval '3 months'
-                else interval '1 year'
-            end
+            + {{ period_length('period_type') }}
             - interval '1 day'
         )::date as period_end
     from aggregated

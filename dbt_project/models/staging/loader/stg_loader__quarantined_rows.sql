@@ -13,7 +13,7 @@ renamed as (
         location::text as location,  -- noqa: RF04
         reason::text as reason,
         quarantined_at::timestamptz as quarantined_at,
-        -- The kind of problem whatever the value: slm_platform/load_report.py REASON_KIND_SQL.
+        -- The kind of problem whatever the value: slm_platform/load/report.py REASON_KIND_SQL.
         regexp_replace(reason, '''[^'']*''', '''…''', 'g') as reason_kind
     from source
 )

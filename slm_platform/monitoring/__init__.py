@@ -1,1 +1,0 @@
-"""Availability sources: Prometheus probes (checks), status-page histories (outages, maintenance)."""

@@ -1,0 +1,170 @@
+"""The dashboards' cache warm-up after publish (superset/slm_warmup.py, slm_platform/dashboards/warm.py).
+
+Against the demo stack: after a warm-up, every chart of every dashboard a client may open answers from the
+cache for that client (``is_cached``: the entry the warm-up wrote under the client's own row-level security
+is the one its request looks up) and holds only the client's rows (the same answer as a query forced for
+that client, and no row of another client). The endpoint is an Admin's: anonymous 401, clients and managers
+403, and an Admin's browser session without the API's bearer token 401 (its POST routes are exempt from
+CSRF because they take no cookie). The warm-up empties and refills the chart-data cache, which no other
+module's test relies on (none looks at ``is_cached``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+
+import pytest
+import requests
+
+from slm_platform.dashboards.superset_api import SupersetClient
+from slm_platform.dashboards.superset_service import CONFIG_PATH
+from slm_platform.dashboards.warm import warm
+
+ROUTES = [("GET", "/slm/warm-up"), ("POST", "/slm/warm-up"), ("POST", "/slm/warm-up/clear")]
+
+
+# ---------------------------------------------------------------- no stack needed
+
+
+def _config(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
+    for key in ("SLM_ENV", "SUPERSET_REDIS_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SUPERSET_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("SUPERSET_METADATA_DSN", "postgresql://u:p@127.0.0.1:1/meta")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("slm_superset_config_warm_test", CONFIG_PATH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.pop("slm_superset_config_warm_test", None)
+    return module
+
+
+def test_cache_lives_until_the_next_night_only_when_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = _config(monkeypatch, SUPERSET_REDIS_URL="redis://127.0.0.1:1/1")
+    for cfg in (shared.CACHE_CONFIG, shared.DATA_CACHE_CONFIG):  # type: ignore[attr-defined]
+        assert cfg["CACHE_TYPE"] == "RedisCache" and cfg["CACHE_DEFAULT_TIMEOUT"] >= 24 * 3600
+    # One SimpleCache per gunicorn worker: the warm-up can neither empty nor fill them all.
+    per_process = _config(monkeypatch)
+    for cfg in (per_process.CACHE_CONFIG, per_process.DATA_CACHE_CONFIG):  # type: ignore[attr-defined]
+        assert cfg["CACHE_TYPE"] == "SimpleCache" and cfg["CACHE_DEFAULT_TIMEOUT"] == 300
+
+
+def test_event_logger_drops_the_chart_data_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    logged = _config(monkeypatch)._logged  # type: ignore[attr-defined]
+    for action, ref in [
+        ("ChartDataRestApi.data", None),
+        ("ChartDataRestApi.json_dumps", None),
+        ("_get_data_response", None),
+        ("load_into_dataframe", None),
+        ("QueryObject.post_processing", None),
+        ("execute_sql", "superset.models.core"),  # a chart's query
+    ]:
+        assert not logged(action, ref), action
+    for action, ref in [
+        ("execute_sql", "superset.sql_lab"),  # SQL Lab stays in the audit trail
+        ("DashboardRestApi.get", None),
+        ("log", None),
+        ("ChartRestApi.put", None),
+    ]:
+        assert logged(action, ref), action
+
+
+# ---------------------------------------------------------------- against the demo stack
+
+
+def _accounts(demo_stack) -> dict[str, dict]:
+    creds = demo_stack.credentials["superset"]
+    return {"manager": creds["manager"], **creds["clients"]}
+
+
+def _charts(api: SupersetClient) -> list[int]:
+    dashboards = [d["id"] for d in api.list_all("/api/v1/dashboard/", order_column=None)]
+    return sorted({c["id"] for d in dashboards for c in api.get(f"/api/v1/dashboard/{d}/charts")["result"]})
+
+
+def _data(body: dict) -> list[dict]:
+    return [{"colnames": r["colnames"], "data": r["data"]} for r in body["result"]]
+
+
+@pytest.fixture(scope="module")
+def warmed(demo_stack) -> dict:
+    state = (demo_stack.home / "stack.json").read_text()
+    assert '"redis"' in state, "the stack's Superset needs its shared cache (Redis) for a warm-up to reach it"
+    admin = demo_stack.credentials["superset"]["admin"]
+    result = warm(demo_stack.superset_url, admin["username"], admin["password"], log=print)
+    return result.summary() | {"errors_text": result.errors}
+
+
+def test_warm_up_runs_every_clients_dashboards(warmed, demo_stack) -> None:
+    assert warmed["errors"] == 0, warmed["errors_text"]
+    assert warmed["warmed"] == warmed["charts"] > 0
+    clients = set(demo_stack.credentials["superset"]["clients"])
+    assert warmed["scopes"] >= len(clients)
+
+
+@pytest.mark.parametrize("who", ["ACME", "GLOBEX", "INITECH", "manager"])
+def test_after_warm_every_chart_is_cached_with_only_its_own_rows(who, warmed, demo_stack) -> None:
+    accounts = _accounts(demo_stack)
+    if who not in accounts:
+        pytest.fail(f"the demo stack has no account {who}: {sorted(accounts)}")
+    creds = accounts[who]
+    api = SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+    charts = _charts(api)
+    assert charts, f"{who} sees no chart"
+    cold, foreign, differing = [], [], []
+    for chart in charts:
+        first = api.get(f"/api/v1/chart/{chart}/data/")
+        if not all(r["is_cached"] for r in first["result"]):
+            cold.append(chart)
+        if who != "manager":
+            foreign += [
+                (chart, row["client_code"])
+                for r in first["result"]
+                for row in r["data"]
+                if isinstance(row, dict) and row.get("client_code") not in (None, who)
+            ]
+            # The query run now as this client: the cached answer is the client's own, on every chart (the
+            # manager has no row-level security: its entries are Admin's, is_cached is what matters there).
+            fresh = api.get(f"/api/v1/chart/{chart}/data/?force=true")
+            if _data(fresh) != _data(first):
+                differing.append(chart)
+    assert cold == [], f"{who}: {len(cold)}/{len(charts)} charts not served from the cache: {cold}"
+    assert foreign == [], f"{who}: rows of other clients {foreign[:5]}"
+    assert differing == [], f"{who}: cached answers differ from the user's own query: {differing}"
+
+
+def test_endpoint_refuses_anonymous_with_401(demo_stack) -> None:
+    for method, path in ROUTES:
+        resp = requests.request(method, demo_stack.superset_url + path, json={}, timeout=60)
+        assert resp.status_code == 401, (method, path, resp.status_code)
+
+
+@pytest.mark.parametrize("who", ["ACME", "manager"])
+def test_endpoint_refuses_clients_and_managers_with_403(who, demo_stack) -> None:
+    creds = _accounts(demo_stack)[who]
+    api = SupersetClient(demo_stack.superset_url, creds["username"], creds["password"])
+    for method, path in ROUTES:
+        body = {"user": creds["username"], "dashboard": 1} if path == "/slm/warm-up" else None
+        resp = api.raw(method, path, json=body)
+        assert resp.status_code == 403, (who, method, path, resp.status_code)
+
+
+def test_endpoint_takes_no_browser_session(demo_stack) -> None:
+    """An Admin's session cookie alone (what a forged page could ride on) is not enough: 401."""
+    base = demo_stack.superset_url
+    admin = demo_stack.credentials["superset"]["admin"]
+    session = requests.Session()
+    page = session.get(f"{base}/login/", timeout=60)
+    token = re.search(r'csrf_token[^>]*?value="([^"]+)"', page.text)
+    assert token, "no CSRF token on the login page"
+    form = {"username": admin["username"], "password": admin["password"], "csrf_token": token.group(1)}
+    login = session.post(f"{base}/login/", data=form, allow_redirects=False, timeout=60)
+    assert login.status_code == 302 and "/login" not in login.headers.get("Location", "")
+    assert session.get(f"{base}/api/v1/me/", timeout=60).status_code == 200  # the session is an Admin's
+    for method, path in ROUTES:
+        resp = session.request(method, base + path, json={}, timeout=60)
+        assert resp.status_code == 401, (method, path, resp.status_code)
