@@ -23,7 +23,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from slm_platform.orchestration.incident_review import DAG_ID, PARAM_SCHEMAS, POOL
 from slm_platform.orchestration.warehouse import warehouse_dsn
@@ -286,12 +286,30 @@ def slm_incident_review() -> None:
 
         return warm_after_publish(log)
 
+    # Runs only when a task upstream of `finish` failed: the review this run recorded as running is then
+    # recorded as failed (a run refused by validate recorded nothing and changes nothing). Succeeds itself,
+    # so the run's state stays the failed task's.
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def record_failure() -> int:
+        import psycopg2
+
+        from slm_platform.orchestration import incident_review as ir
+
+        run_id = get_current_context()["dag_run"].run_id
+        conn = psycopg2.connect(warehouse_dsn())
+        try:
+            changed = ir.mark_review_failed(conn, run_id)
+        finally:
+            conn.close()
+        log.info(f"run {run_id} failed: {changed} review row(s) recorded as failed")
+        return changed
+
     plan = validate()
     gate = check_raw()
     load(extract(plan)) >> gate
     published = build_publish(plan, gate)
     warm_dashboards(published)
-    finish(plan, published, report(plan, published))
+    finish(plan, published, report(plan, published)) >> record_failure()
 
 
 slm_incident_review()

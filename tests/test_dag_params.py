@@ -230,7 +230,11 @@ def test_rest_api_run_with_an_unknown_key_is_refused_by_validate(airflow: dict) 
         # producer never ran), or not scheduled at all
         states = _task_states(api, dag_id, run_id)
         ran = {t: state for t, state in states.items() if state not in (None, "upstream_failed", "skipped")}
-        assert ran == {"validate": "failed"}, (dag_id, ran)
+        # the review's record_failure runs on any failure (it marks the run's review row, here none)
+        expected = {"validate": "failed"} | (
+            {"record_failure": "success"} if dag_id == "slm_incident_review" else {}
+        )
+        assert ran == expected, (dag_id, ran)
         assert states["extract"] == "upstream_failed", dag_id
 
 

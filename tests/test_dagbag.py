@@ -162,3 +162,15 @@ def test_zabbix_dag_shape(dagbag) -> None:
     assert dag.get_task("load").upstream_task_ids == {"extract"}
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.timetable.expression == "0 * * * *"
+
+
+def test_a_failed_review_is_recorded_as_failed(dagbag) -> None:
+    """record_failure runs when anything up to finish fails (one_failed counts upstream_failed too), and
+    only then: every task but the warm-up leads to finish, so no failure of the review can leave its row
+    'running'."""
+    dag = dagbag.dags["slm_incident_review"]
+    task = dag.get_task("record_failure")
+    assert task.trigger_rule == "one_failed"
+    assert task.upstream_task_ids == {"finish"}
+    upstream_of_finish = dag.get_task("finish").get_flat_relative_ids(upstream=True)
+    assert set(dag.task_ids) - upstream_of_finish == {"finish", "record_failure", "warm_dashboards"}

@@ -209,6 +209,8 @@ def test_validate_task_refuses_what_the_data_contradicts(
     for run_id in (unknown, reversed_window):
         states = api.task_states(run_id)
         assert states["validate"] == "failed"
+        # record_failure ran and found no review of this run to mark (validate recorded none)
+        assert states.pop("record_failure") == "success", states
         assert {s for t, s in states.items() if t != "validate"} == {"upstream_failed"}, states
     assert _writes(dsn) == writes
 
@@ -273,10 +275,12 @@ def test_review_through_the_rest_api(
     ticket, client = majors[0]
     (published,) = _query(dsn, "select max(as_of) from marts.fct_availability")[0]
     batches = _query(dsn, "select count(*) from raw.load_batches")[0][0]
+    publications = _query(dsn, "select count(*) from raw.mart_publications")[0][0]
     conf = {"ticket_id": ticket, "clients": [client]}
     run_id = _trigger(api, conf)
     assert _wait(api, run_id) == "success"
     states = api.task_states(run_id)
+    assert states.pop("record_failure") == "skipped", states  # runs only when the review failed
     assert set(states.values()) == {"success"}, states
     # no source connection on the demo stack: both re-extracts skipped, said in the log, nothing loaded
     log = _task_log(api, run_id, "extract")
@@ -295,6 +299,17 @@ def test_review_through_the_rest_api(
     )[0] == (0,)
     assert _incident_rows(dsn, ticket)[0] and _incident_rows(dsn, ticket)[1]
     assert_marts_consistent(dsn)
+    # the publish left its record: the tables it replaced, with the checksums of what is now published
+    ((kind, recorded),) = _query(
+        dsn, "select kind, tables from raw.mart_publications order by publication_id desc limit 1"
+    )
+    assert kind == "tables"
+    assert _query(dsn, "select count(*) from raw.mart_publications")[0][0] == publications + 1
+    checksum_sql = "select count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text from marts.{} as t"
+    for table, entry in recorded.items():
+        ((rows, checksum),) = _query(dsn, checksum_sql.format(table))
+        assert (rows, checksum) == (entry["rows"], entry["checksum"]), table
+    assert "fct_incident_impact" in recorded, sorted(recorded)
     report = demo_stack.home / "reports" / "incidents" / ticket
     assert (report / f"{ticket}_manager.pdf").stat().st_size > 0
     assert (report / f"{ticket}_client_{client}.pdf").stat().st_size > 0

@@ -140,3 +140,49 @@ def test_failed_swap_leaves_published_marts_and_record_unchanged(fresh_db: str) 
     assert _independent_checksums(fresh_db, "marts_build")["fct_x"][0] == 20
     schemas = _exec(fresh_db, "select nspname from pg_namespace where nspname like 'marts%' order by 1")
     assert schemas == [("marts",), ("marts_build",)]
+
+
+def test_a_review_publish_records_only_the_tables_it_replaced(fresh_db: str) -> None:
+    """An incident review republishes some tables (incident_review.publish): its record says so (kind
+    'tables'), beside the nightly's full ones, with the same checksums as the tables now published."""
+    from slm_platform.orchestration import incident_review as ir
+
+    _exec(fresh_db, "create schema marts_build", FCT_X, "create table marts_build.fct_y as select 3 as v")
+    publish_marts(fresh_db, reader="nobody_here")
+    _exec(
+        fresh_db,
+        f"create schema {ir.BUILD_SCHEMA}",
+        f"create table {ir.BUILD_SCHEMA}.fct_y as select 4 as v",
+    )
+    assert ir.publish(fresh_db) == ["fct_y"]
+    records = _exec(fresh_db, "select kind, tables from raw.mart_publications order by publication_id")
+    assert [kind for kind, _ in records] == ["full", "tables"]
+    assert set(records[0][1]) == {"fct_x", "fct_y"} and set(records[1][1]) == {"fct_y"}
+    assert records[1][1]["fct_y"]["checksum"] != records[0][1]["fct_y"]["checksum"]
+    assert _exec(fresh_db, "select v from marts.fct_y") == [(4,)]
+    assert _exec(fresh_db, "select count(*) from marts.fct_x") == [(50,)]
+
+
+def test_a_failed_review_run_records_its_own_review_only(fresh_db: str) -> None:
+    from slm_platform.orchestration import incident_review as ir
+
+    conn = psycopg2.connect(fresh_db)
+    try:
+        ir.record_review(conn, "INC1", "run_a", {"ticket_id": "INC1"}, "running", triggered_by="manual")
+        ir.record_review(conn, "INC2", "run_b", {"ticket_id": "INC2"}, "running", triggered_by="manual")
+        ir.record_review(conn, "INC3", "run_c", {"ticket_id": "INC3"}, "success", triggered_by="manual")
+        assert ir.mark_review_failed(conn, "run_a") == 1
+        assert ir.mark_review_failed(conn, "run_a") == 0  # a retry changes nothing more
+        assert ir.mark_review_failed(conn, "run_c") == 0  # a finished review stays as it ended
+        assert ir.mark_review_failed(conn, "run_refused") == 0  # refused by validate: nothing recorded
+    finally:
+        conn.close()
+    rows = _exec(
+        fresh_db,
+        "select ticket_id, run_id, status, finished_at is not null from raw.incident_reviews order by 1",
+    )
+    assert rows == [
+        ("INC1", "run_a", "failed", True),
+        ("INC2", "run_b", "running", False),
+        ("INC3", "run_c", "success", True),
+    ]

@@ -84,6 +84,9 @@ create table if not exists raw.mart_publications (
     target_schema   text not null,
     tables          jsonb not null
 );
+-- 'full': the nightly's schema swap (every mart); 'tables': an incident review's republished tables only
+alter table raw.mart_publications add column if not exists kind text not null default 'full'
+    check (kind in ('full', 'tables'));
 """
 
 

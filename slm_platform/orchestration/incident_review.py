@@ -265,6 +265,25 @@ def record_review(
     conn.commit()
 
 
+def mark_review_failed(conn, run_id: str) -> int:
+    """The review recorded by this run, if it is still 'queued' or 'running', becomes 'failed'; commits.
+
+    Keyed on the run: a run refused before it recorded anything, or a later review of the same incident,
+    is left alone. Returns the number of rows changed (0 or 1)."""
+    from slm_platform.load.raw_schema import ensure_raw_schema
+
+    ensure_raw_schema(conn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "update raw.incident_reviews set status = 'failed', finished_at = now()"
+            " where run_id = %s and status in ('queued', 'running')",
+            (run_id,),
+        )
+        changed = cur.rowcount
+    conn.commit()
+    return changed
+
+
 def claim_unreviewed(conn, batch_ids: Sequence[int], run_id_of: Callable[[str], str]) -> list[str]:
     """Major incidents resolved in these load batches that have no review yet: claimed (status 'queued')
     in raw.incident_reviews, so a later load or a concurrent run never triggers a second review; commits."""
@@ -389,8 +408,12 @@ def publish(dsn: str, build: str = BUILD_SCHEMA, target: str = PUBLISHED_SCHEMA)
     (which takes the same lock) happens wholly before or after."""
     from psycopg2 import sql
 
+    from slm_platform.load.raw_schema import ensure_raw_schema
     from slm_platform.settings import READER_ROLE
+    from slm_platform.transform.publish import RECORD_TABLE, table_checksums
 
+    with _connect(dsn) as conn:
+        ensure_raw_schema(conn)  # raw.mart_publications (commits)
     with _connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (PUBLISH_LOCK,))
         cur.execute(
@@ -401,6 +424,11 @@ def publish(dsn: str, build: str = BUILD_SCHEMA, target: str = PUBLISHED_SCHEMA)
         tables = [r[0] for r in cur.fetchall()]
         if not tables:
             raise RuntimeError(f"nothing to publish: schema {build!r} is missing or empty")
+        # the publish record, as the nightly's, in the same transaction: only the tables this review replaced
+        cur.execute(
+            f"insert into {RECORD_TABLE} (target_schema, tables, kind) values (%s, %s, 'tables')",
+            (target, json.dumps(table_checksums(cur, build, tables))),
+        )
         cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(target)))
         for name in tables:
             cur.execute(
