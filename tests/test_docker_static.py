@@ -43,7 +43,9 @@ SUPERSET_SERVICES = {s for s in EXPECTED_SERVICES if s.startswith("superset")}
 # ${VAR}, ${VAR:-default}, ${VAR:?message}; `$$` is compose's escape for a literal `$`.
 VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])[^}]*)?\}")
 WHOLE_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}$")
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
+# A Redis client URL of the compose file: the password from docker/.env, host `redis`; group 1 is the db.
+REDIS_URL = re.compile(r"^redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/([0-9]+)$")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|_AUTH$")  # _AUTH: REDISCLI_AUTH, redis-cli's password
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -329,7 +331,7 @@ def test_airflow_runs_celery_executor(services):
     for name in AIRFLOW_SERVICES:
         env = env_files_of(services[name]) | env_of(services[name])
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/"), name
+        assert REDIS_URL.match(env["AIRFLOW__CELERY__BROKER_URL"]).group(1) == "0", name
         assert re.match(
             r"^db\+postgresql(\+psycopg2)?://[^@]+@postgres:5432/slm_airflow$",
             env["AIRFLOW__CELERY__RESULT_BACKEND"],
@@ -393,11 +395,18 @@ def test_no_secret_literal_in_compose(compose):
             assert m.group(1) in prod_check.ALL, f"{name}: {key} -> {m.group(1)} is not checked by prod_check"
             checked += 1
     assert checked >= 10
-    # Credentials inside URLs are references too.
+    # Credentials inside URLs are references too (a `${VAR:?message}` holds spaces: matched whole).
+    with_credentials = 0
     for text in strings(compose):
-        for password in re.findall(r"://[^:/@\s]+:([^@\s]*)@", text):
+        for scheme, password in re.findall(r"([a-z0-9+]+)://[^:/@\s]*:(\$\{[^}]*\}|[^@\s]*)@", text):
             assert WHOLE_REF.match(password), f"literal password in URL {text!r}"
-            assert WHOLE_REF.match(password).group(1) == "POSTGRES_PASSWORD"
+            expected = "REDIS_PASSWORD" if scheme == "redis" else "POSTGRES_PASSWORD"
+            assert WHOLE_REF.match(password).group(1) == expected, text
+            with_credentials += 1
+    # the x- anchors' URLs, as written once: 4 to PostgreSQL, 2 to Redis
+    assert with_credentials >= 6, (
+        f"only {with_credentials} URLs with credentials found: the pattern is broken"
+    )
 
 
 def test_warehouse_password_is_spelt_once_for_airflow(services):
@@ -414,6 +423,92 @@ def test_warehouse_password_is_spelt_once_for_airflow(services):
         if name == "airflow-init":
             expected.add("POSTGRES_PASSWORD")
         assert set(with_password) == expected, (name, with_password)
+
+
+def test_every_redis_url_carries_the_password(compose, services):
+    """Redis requires REDIS_PASSWORD (issue 13): every client URL in the compose file carries it, from
+    docker/.env. Airflow's Celery broker is db 0, Superset's cache, query results and Celery broker db 1."""
+    urls = [text for text in strings(compose) if "redis://" in text]
+    assert urls, "no Redis URL in compose.yaml: check the parser"
+    for text in urls:
+        assert REDIS_URL.match(text), f"Redis URL without the password (or not whole): {text!r}"
+    for name in AIRFLOW_SERVICES:
+        env = env_of(services[name])
+        assert REDIS_URL.match(env["AIRFLOW__CELERY__BROKER_URL"]).group(1) == "0", name
+        # the result backend is the metadata database, not Redis (test_airflow_runs_celery_executor)
+        assert not any("redis://" in v for k, v in env.items() if k != "AIRFLOW__CELERY__BROKER_URL"), name
+    for name in SUPERSET_SERVICES:
+        assert REDIS_URL.match(env_of(services[name])["SUPERSET_REDIS_URL"]).group(1) == "1", name
+    # Superset's cache, Celery broker and Celery result backend all take that one URL, password included.
+    config = (REPO / "superset" / "superset_config.py").read_text()
+    assert '_REDIS_URL = os.environ.get("SUPERSET_REDIS_URL", "")' in config
+    for setting in (
+        '"CACHE_REDIS_URL": _REDIS_URL',
+        "broker_url = _REDIS_URL",
+        "result_backend = _REDIS_URL",
+    ):
+        assert setting in config, setting
+    assert "redis://" not in config, "superset_config.py spells a Redis URL of its own"
+
+
+def redis_script(services) -> str:
+    """The shell script the redis service runs, as the container's /bin/sh gets it (compose's `$$` -> `$`)."""
+    svc = services["redis"]
+    assert svc["entrypoint"] == ["/bin/sh", "-c"]
+    assert isinstance(svc["command"], list) and len(svc["command"]) == 1
+    script = svc["command"][0]
+    # no ${VAR} left for compose to interpolate: the password must not be written into the script (sh's argv)
+    assert not VAR_REF.search(script), script
+    return script.replace("$$", "$")
+
+
+def test_redis_requires_the_password_given_on_stdin_not_argv(services):
+    svc = services["redis"]
+    env = env_of(svc)
+    # One variable for the server and for redis-cli (healthcheck), and only that one.
+    assert set(env) == {"REDISCLI_AUTH"}
+    assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]+\}", env["REDISCLI_AUTH"])
+    script = redis_script(services)
+    lines = script.splitlines()
+    # exec: redis-server replaces the shell (PID 1, via the image's entrypoint and gosu); settings on stdin
+    assert lines[0] == "exec docker-entrypoint.sh redis-server - <<EOF", lines[0]  # unquoted: $VAR expands
+    assert lines[-1] == "EOF"
+    settings = dict(line.split(" ", 1) for line in lines[1:-1])
+    assert settings == {"requirepass": "${REDISCLI_AUTH}", "appendonly": "yes", "save": "60 1"}
+    # nothing password-like on any command line: the script's first line is all that argv shows
+    assert "requirepass" not in lines[0] and "REDISCLI_AUTH" not in lines[0]
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
+
+def test_redis_healthcheck_authenticates(services):
+    # `redis-cli ping` exits 0 on "NOAUTH Authentication required" (measured with Debian's redis-cli 7.0):
+    # healthy only on a PONG, which needs REDISCLI_AUTH (the service's environment) to be right.
+    hc = services["redis"]["healthcheck"]
+    assert hc["test"] == ["CMD-SHELL", "redis-cli ping | grep -qx PONG"]
+    assert "REDISCLI_AUTH" in env_of(services["redis"])
+    assert "-a" not in hc["test"][1].split(), "redis-cli -a puts the password on the command line"
+
+
+def test_prod_check_knows_the_redis_password():
+    assert "REDIS_PASSWORD" in prod_check.PASSWORDS and "REDIS_PASSWORD" in prod_check.URL_EMBEDDED
+    assert (
+        "REDIS_PASSWORD" in prod_check.GROUPS["airflow"] and "REDIS_PASSWORD" in prod_check.GROUPS["superset"]
+    )
+    assert prod_check.read_env_file(ENV_EXAMPLE)["REDIS_PASSWORD"] == "CHANGE_ME"
+    for bad, why in [
+        ("CHANGE_ME", "placeholder"),
+        ("foobared", "placeholder"),  # redis.conf's example password
+        ("redis", "placeholder"),
+        ("Xk9-mP2_vL7.qR4", "too short"),
+        ("Xk9-mP2_vL7.qR4w@x", "URLs"),
+    ]:
+        problems = prod_check.check_secrets({**strong(), "REDIS_PASSWORD": bad})
+        assert len(problems) == 1 and problems[0].startswith("REDIS_PASSWORD ") and why in problems[0], bad
+    env = strong()
+    env["REDIS_PASSWORD"] = env["POSTGRES_PASSWORD"]
+    assert prod_check.check_secrets(env) == [
+        "REDIS_PASSWORD reuses the value of POSTGRES_PASSWORD: each secret must be distinct"
+    ]
 
 
 def test_ports_publish_on_loopback_only(services):
@@ -658,7 +753,7 @@ def test_main_refuses_the_example_and_accepts_a_generated_file(tmp_path, capsys)
     env_file.write_text(generated)
     assert prod_check.main(["--env-file", str(env_file)]) == 0
     out, err = capsys.readouterr()
-    assert "8 secrets OK" in out and err == ""
+    assert f"{len(prod_check.ALL)} secrets OK" in out and len(prod_check.ALL) == 9 and err == ""
 
     # Messages never echo a secret's value.
     values = prod_check.read_env_file(env_file)

@@ -29,12 +29,13 @@ KEYS = (
     "AIRFLOW__API__SECRET_KEY",
     "SUPERSET_SECRET_KEY",
 )
-# Passwords of database roles and of the two admin users.
+# Passwords of database roles, of the two admin users and of Redis (Celery broker, Superset's cache).
 PASSWORDS = (
     "POSTGRES_PASSWORD",
     "SLM_READER_PASSWORD",
     "SUPERSET_ADMIN_PASSWORD",
     "AIRFLOW_ADMIN_PASSWORD",
+    "REDIS_PASSWORD",
 )
 ALL = KEYS + PASSWORDS
 # Which container needs which secret: each init container checks only what it receives.
@@ -47,6 +48,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "POSTGRES_PASSWORD",
         "AIRFLOW_ADMIN_PASSWORD",
         "SUPERSET_ADMIN_PASSWORD",  # the slm_superset connection of the dashboards' warm-up
+        "REDIS_PASSWORD",  # the Celery broker URL
     ),
     # The reader password is checked here: superset-init gets it to register the warehouse connection.
     "superset": (
@@ -54,13 +56,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "POSTGRES_PASSWORD",
         "SLM_READER_PASSWORD",
         "SUPERSET_ADMIN_PASSWORD",
+        "REDIS_PASSWORD",  # SUPERSET_REDIS_URL: cache, results, Celery broker
     ),
 }
 MIN_KEY_LENGTH = 32
 MIN_PASSWORD_LENGTH = 16
 # These are written into connection URLs or a JSON connection (compose interpolates them): URL-reserved
 # characters, quotes or backslashes would break them or need escaping everywhere, so only unreserved ones.
-URL_EMBEDDED = ("POSTGRES_PASSWORD", "SLM_READER_PASSWORD", "SUPERSET_ADMIN_PASSWORD")
+URL_EMBEDDED = ("POSTGRES_PASSWORD", "SLM_READER_PASSWORD", "SUPERSET_ADMIN_PASSWORD", "REDIS_PASSWORD")
 _URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 # Values from docs, examples and tool defaults (compared case-insensitively).
@@ -80,6 +83,8 @@ KNOWN_DEFAULTS = frozenset(
         "postgres",
         "slm",
         "slm_reader",
+        "redis",
+        "foobared",  # the password in redis.conf's commented-out requirepass example
     )
 )
 PLACEHOLDER_MARKERS = ("change_me", "changeme", "replace_me", "example", "placeholder")
@@ -166,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m slm_platform.ops.prod_check", description="Refuse weak or default production secrets."
     )
-    parser.add_argument("--for", dest="group", choices=sorted(GROUPS), default="all",
-                        help="which component's secrets to check (default: all)")
+    parser.add_argument(
+        "--for",
+        dest="group",
+        choices=sorted(GROUPS),
+        default="all",
+        help="which component's secrets to check (default: all)",
+    )
     parser.add_argument("--env-file", type=Path, help="check this env file, not the process environment")
     parser.add_argument("--generate", action="store_true", help="print fresh KEY=VALUE lines and exit")
     args = parser.parse_args(argv)
@@ -178,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.env_file is not None:
         if not args.env_file.is_file():
-            print(f"prod_check: REFUSED: {args.env_file} does not exist "
-                  "(copy docker/.env.example and fill it)", file=sys.stderr)
+            print(
+                f"prod_check: REFUSED: {args.env_file} does not exist (copy docker/.env.example and fill it)",
+                file=sys.stderr,
+            )
             return 2
         env: Mapping[str, str] = read_env_file(args.env_file)
         source = str(args.env_file)
@@ -187,12 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         env, source = os.environ, "the environment"
     problems = check_secrets(env, names)
     if problems:
-        print(f"prod_check: REFUSED to start: {len(problems)} problem(s) with the secrets in {source}:",
-              file=sys.stderr)
+        print(
+            f"prod_check: REFUSED to start: {len(problems)} problem(s) with the secrets in {source}:",
+            file=sys.stderr,
+        )
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
-        print("Set them in docker/.env (see docker/.env.example; "
-              "`python -m slm_platform.ops.prod_check --generate` prints strong values).", file=sys.stderr)
+        print(
+            "Set them in docker/.env (see docker/.env.example; "
+            "`python -m slm_platform.ops.prod_check --generate` prints strong values).",
+            file=sys.stderr,
+        )
         return 1
     print(f"prod_check: {len(names)} secrets OK ({args.group})")
     return 0
