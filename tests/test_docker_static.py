@@ -494,7 +494,7 @@ def test_prod_check_knows_the_redis_password():
     assert (
         "REDIS_PASSWORD" in prod_check.GROUPS["airflow"] and "REDIS_PASSWORD" in prod_check.GROUPS["superset"]
     )
-    assert prod_check.read_env_file(ENV_EXAMPLE)["REDIS_PASSWORD"] == "CHANGE_ME"
+    assert "CHANGE_ME" in prod_check.read_env_file(ENV_EXAMPLE)["REDIS_PASSWORD"]
     for bad, why in [
         ("CHANGE_ME", "placeholder"),
         ("foobared", "placeholder"),  # redis.conf's example password
