@@ -11,6 +11,8 @@ Environment:
   SUPERSET_REDIS_URL       optional; Redis as the cache shared by every worker (26 h timeouts, emptied and
                            refilled after each publish by /slm/warm-up) and Celery (production workers).
   SUPERSET_TALISMAN        "true" to enable Talisman (HTTPS deployments); off for loopback dev.
+  SUPERSET_SLM_PERMISSION_CACHE  "0" turns off the cross-request permission cache (superset/slm_security.py;
+                           on by default when SUPERSET_REDIS_URL is set, off without Redis).
 """
 
 from __future__ import annotations
@@ -130,9 +132,29 @@ try:
 except ImportError:  # this file is also read outside Superset's environment (tests of the settings above)
     SupersetSecurityManager = None
 
-if SupersetSecurityManager is not None:
 
-    class SlmSecurityManager(SupersetSecurityManager):
+def _load_sibling(name: str):  # type: ignore[no-untyped-def]
+    """A module of this folder, loaded by path once per process (this file is not on sys.path)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+if SupersetSecurityManager is not None:
+    # The cross-request permission cache (superset/slm_security.py; docs/design/dashboards_under_load.md,
+    # section 9): on with Redis, off with SUPERSET_SLM_PERMISSION_CACHE=0.
+    _slm_security = _load_sibling("slm_security")
+    SLM_PERMISSION_CACHE = _slm_security.configure(_REDIS_URL)
+
+    class SlmSecurityManager(_slm_security.PermissionCacheMixin, SupersetSecurityManager):
         def raise_for_access(self, *args: object, **kwargs: object) -> None:
             query_context = kwargs.get("query_context")
             if query_context is not None:
