@@ -12,8 +12,10 @@ module's test relies on (none looks at ``is_cached``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
+from collections import Counter
 
 import pytest
 import requests
@@ -86,8 +88,31 @@ def _charts(api: SupersetClient) -> list[int]:
     return sorted({c["id"] for d in dashboards for c in api.get(f"/api/v1/dashboard/{d}/charts")["result"]})
 
 
-def _data(body: dict) -> list[dict]:
-    return [{"colnames": r["colnames"], "data": r["data"]} for r in body["result"]]
+def _rows(body: dict) -> list[tuple[tuple[str, ...], Counter]]:
+    """Each query's column names and its rows as a multiset.
+
+    Order-insensitive: a table ordered by a column with ties (``margin`` on the SLA attainment table,
+    ``turned_breached`` and ``budget_consumed_pct`` on the incident impact one) gets the tied rows in
+    whatever order PostgreSQL's sort returns them, which differs between two runs of the same query.
+    """
+    return [
+        (tuple(r["colnames"]), Counter(json.dumps(row, sort_keys=True, default=str) for row in r["data"]))
+        for r in body["result"]
+    ]
+
+
+def _row_diff(cached: dict, fresh: dict) -> str:
+    """What differs, row by row: columns, or the rows only the cached / only the fresh answer holds."""
+    lines = []
+    for i, ((cols_c, rows_c), (cols_f, rows_f)) in enumerate(zip(_rows(cached), _rows(fresh), strict=False)):
+        if cols_c != cols_f:
+            lines.append(f"query {i}: columns {cols_c} cached, {cols_f} fresh")
+        only_cached, only_fresh = rows_c - rows_f, rows_f - rows_c
+        lines += [f"query {i}: only cached  {row} x{n}" for row, n in list(only_cached.items())[:5]]
+        lines += [f"query {i}: only fresh   {row} x{n}" for row, n in list(only_fresh.items())[:5]]
+    if len(cached["result"]) != len(fresh["result"]):
+        lines.append(f"{len(cached['result'])} queries cached, {len(fresh['result'])} fresh")
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +155,13 @@ def test_after_warm_every_chart_is_cached_with_only_its_own_rows(who, warmed, de
             # The query run now as this client: the cached answer is the client's own, on every chart (the
             # manager has no row-level security: its entries are Admin's, is_cached is what matters there).
             fresh = api.get(f"/api/v1/chart/{chart}/data/?force=true")
-            if _data(fresh) != _data(first):
-                differing.append(chart)
+            if _rows(fresh) != _rows(first):
+                differing.append(f"chart {chart}:\n{_row_diff(first, fresh)}")
     assert cold == [], f"{who}: {len(cold)}/{len(charts)} charts not served from the cache: {cold}"
     assert foreign == [], f"{who}: rows of other clients {foreign[:5]}"
-    assert differing == [], f"{who}: cached answers differ from the user's own query: {differing}"
+    assert differing == [], f"{who}: cached answers differ from the user's own query:\n" + "\n".join(
+        differing
+    )
 
 
 def test_endpoint_refuses_anonymous_with_401(demo_stack) -> None:
