@@ -11,10 +11,20 @@ context, ``ChartDataQueryContextSchema``, ``ChartDataCommand.validate`` (the use
 included) and ``run`` with ``force`` (query the warehouse, write the cache). The entry it writes is then the
 one that user's own request looks up (tests/test_dashboard_warm.py checks ``is_cached`` on every chart).
 
+A browser opening a dashboard asks something else: ``POST /api/v1/chart/data`` with the query context its
+frontend builds from the chart's form data and the dashboard's native-filter defaults (other columns
+spelling, extras, post-processing, the default filter values): another cache key. The client captures those
+bodies by opening every dashboard once in headless chromium as the Admin (the bodies do not depend on the
+user: row-level security is applied here, from the user the request runs as) and sends them with each
+scope's request; they are run the same way, as the scope's user, so a client's first view after the publish
+answers from the cache (tests/test_dashboard_warm_browser.py).
+
 Routes (the bearer token of an Admin's API login, `/api/v1/security/login`; no CSRF token needed):
   GET  /slm/warm-up              the plan: every scope, the user that stands for it, its dashboards
   POST /slm/warm-up/clear        empty the chart-data cache (marts were republished: no stale entry stays)
-  POST /slm/warm-up  {"user": name, "dashboard": id}   warm one dashboard's charts as that user
+  POST /slm/warm-up  {"user": name, "dashboard": id, "requests": [body, ...]}   warm one dashboard's charts
+                     as that user: the saved query contexts, then the dashboard page's own chart-data bodies
+                     (optional; each must name this dashboard and one of its datasets)
 One dashboard per request keeps every request far below gunicorn's timeout, whatever the number of clients.
 """
 
@@ -106,8 +116,6 @@ def _can_access_dashboard(dashboard: Any) -> bool:
 
 def _warm_chart(chart: Any) -> dict[str, Any]:
     """Run one chart's saved query context as the current user with force: the cache gets its entry."""
-    from superset.charts.schemas import ChartDataQueryContextSchema
-    from superset.commands.chart.data.get_data_command import ChartDataCommand
     from superset.common.chart_data import ChartDataResultFormat, ChartDataResultType
     from superset.utils import json
 
@@ -122,6 +130,14 @@ def _warm_chart(chart: Any) -> dict[str, Any]:
     # Exactly what GET /api/v1/chart/<id>/data/ sets (force is not part of the cache key).
     body["result_format"] = ChartDataResultFormat.JSON
     body["result_type"] = ChartDataResultType.FULL
+    return _run(body, outcome, started)
+
+
+def _run(body: dict[str, Any], outcome: dict[str, Any], started: float) -> dict[str, Any]:
+    """Run one chart-data body as the current user with ``force`` (not part of the cache key)."""
+    from superset.charts.schemas import ChartDataQueryContextSchema
+    from superset.commands.chart.data.get_data_command import ChartDataCommand
+
     body["force"] = True
     try:
         command = ChartDataCommand(ChartDataQueryContextSchema().load(body))
@@ -133,7 +149,43 @@ def _warm_chart(chart: Any) -> dict[str, Any]:
     return {**outcome, "status": "warmed", "rows": rows, "ms": round((time.monotonic() - started) * 1000)}
 
 
-def _warm_dashboard(username: str, dashboard_id: int) -> dict[str, Any]:
+def _dashboard_datasets(dashboard: Any) -> set[int]:
+    """The datasets a dashboard page may query: its charts' and its native filters' targets."""
+    from superset.utils import json
+
+    ids = {chart.datasource_id for chart in dashboard.slices if chart.datasource_id is not None}
+    try:
+        metadata = json.loads(dashboard.json_metadata or "{}")
+    except (TypeError, ValueError):
+        metadata = {}
+    for native_filter in metadata.get("native_filter_configuration") or []:
+        for target in native_filter.get("targets") or []:
+            if isinstance(target.get("datasetId"), int):
+                ids.add(target["datasetId"])
+    return ids
+
+
+def _warm_request(dashboard: Any, datasets: set[int], body: Any) -> dict[str, Any]:
+    """Run one body the dashboard page posts to /api/v1/chart/data (a chart's, or a native filter's values).
+
+    Only a body that names this dashboard and one of its datasets: the endpoint warms dashboards, it does
+    not run arbitrary queries as other users (and the user's own access checks still apply in validate()).
+    """
+    started = time.monotonic()
+    form_data = body.get("form_data") if isinstance(body, dict) else None
+    form_data = form_data if isinstance(form_data, dict) else {}
+    outcome: dict[str, Any] = {"chart": form_data.get("slice_id") or "filter"}
+    datasource = body.get("datasource") if isinstance(body, dict) else None
+    if (
+        form_data.get("dashboardId") != dashboard.id
+        or not isinstance(datasource, dict)
+        or datasource.get("id") not in datasets
+    ):
+        return {**outcome, "status": "error", "error": f"not a request of dashboard {dashboard.id}"}
+    return _run(dict(body), outcome, started)
+
+
+def _warm_dashboard(username: str, dashboard_id: int, requests: list[Any] | None = None) -> dict[str, Any]:
     from superset.models.dashboard import Dashboard
     from superset.utils.core import override_user
 
@@ -152,14 +204,17 @@ def _warm_dashboard(username: str, dashboard_id: int) -> dict[str, Any]:
         charts = (
             [_warm_chart(chart) for chart in sorted(dashboard.slices, key=lambda c: c.id)] if allowed else []
         )
+        datasets = _dashboard_datasets(dashboard) if allowed else set()
+        page = [_warm_request(dashboard, datasets, body) for body in (requests or [])] if allowed else []
     if not allowed:
         abort(403, description=f"{username} may not open dashboard {dashboard_id}")
     return {
         "user": username,
         "dashboard": dashboard_id,
         "charts": charts,
-        "warmed": sum(c["status"] == "warmed" for c in charts),
-        "errors": sum(c["status"] == "error" for c in charts),
+        "requests": page,
+        "warmed": sum(c["status"] == "warmed" for c in charts + page),
+        "errors": sum(c["status"] == "error" for c in charts + page),
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -187,8 +242,9 @@ def blueprint() -> Blueprint:
         body = request.get_json(silent=True) or {}
         try:
             username, dashboard_id = str(body["user"]), int(body["dashboard"])
+            requests = list(body.get("requests") or [])
         except (KeyError, TypeError, ValueError):
-            abort(400, description='expected {"user": <username>, "dashboard": <dashboard id>}')
-        return jsonify(_warm_dashboard(username, dashboard_id))
+            abort(400, description='expected {"user": <username>, "dashboard": <id>, "requests": [<body>]}')
+        return jsonify(_warm_dashboard(username, dashboard_id, requests))
 
     return bp

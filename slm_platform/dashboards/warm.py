@@ -9,10 +9,22 @@ Steps: ``POST /slm/warm-up/clear`` (no entry computed from the previous marts su
 (the scopes: one per distinct set of roles, with a user that stands for it and the dashboards it may open),
 then ``POST /slm/warm-up`` once per scope and dashboard (a request stays short whatever the number of
 clients).
+
+The dashboard page does not ask for a chart's saved query context: its frontend builds its own body for
+``POST /api/v1/chart/data`` (the native filters' default values included), whose cache key differs. So,
+before the scopes, every dashboard is opened once in headless chromium as the Admin and the bodies it posts
+are captured (``capture_dashboard_requests``; they do not depend on the user, Superset applies row-level
+security to whoever runs them); each scope's request carries its dashboard's bodies, run there as the
+scope's user. Without chromium (or Playwright) the warm-up still fills the saved query contexts' entries
+and says the dashboards' first views will be cold.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +33,12 @@ from typing import Any
 from slm_platform.dashboards.superset_api import SupersetClient
 
 Log = Callable[[str], None]
+CHROMIUM = os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+# A viewport taller than any dashboard: charts below the fold are requested on load like the others.
+VIEWPORT = {"width": 1400, "height": 4000}
+PAGE_WAIT_MS = 240_000  # a dashboard's first, cold, load on a shared machine
+QUIET_S = 2.0  # no new chart-data request for this long after the network is idle: the page is done
 
 
 @dataclass
@@ -30,6 +48,8 @@ class WarmResult:
     charts: int = 0
     warmed: int = 0
     skipped: int = 0
+    requests: int = 0  # the dashboard pages' own chart-data bodies, per scope
+    requests_warmed: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     per_scope: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -41,9 +61,74 @@ class WarmResult:
             "charts": self.charts,
             "warmed": self.warmed,
             "skipped": self.skipped,
+            "page_requests": self.requests,
+            "page_requests_warmed": self.requests_warmed,
             "errors": len(self.errors),
             "seconds": round(self.seconds, 1),
         }
+
+
+def capture_dashboard_requests(
+    base_url: str, username: str, password: str, dashboards: list[int]
+) -> dict[int, list[dict]]:
+    """Open each dashboard in headless chromium as ``username``: the bodies its page posts to
+    ``/api/v1/chart/data`` (charts and native filters' values), identical ones once, by dashboard."""
+    from playwright.sync_api import sync_playwright
+
+    bodies: dict[int, list[dict]] = {}
+    seen: list[dict] = []
+
+    def on_request(request: Any) -> None:
+        if request.method == "POST" and "/api/v1/chart/data" in request.url:
+            body = request.post_data_json
+            if isinstance(body, dict):
+                seen.append(body)
+
+    with tempfile.TemporaryDirectory(prefix="slm-warm-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, viewport=VIEWPORT
+        )
+        try:
+            page = context.new_page()
+            page.on("request", on_request)
+            page.goto(base_url + "/login/")
+            page.fill("#username, input[name=username]", username)
+            page.fill("#password, input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+            for dashboard in dashboards:
+                seen.clear()
+                page.goto(f"{base_url}/superset/dashboard/{dashboard}/")
+                count = -1
+                while count != len(seen):  # filters answer first, then the charts they reach post theirs
+                    count = len(seen)
+                    page.wait_for_load_state("networkidle", timeout=PAGE_WAIT_MS)
+                    time.sleep(QUIET_S)
+                # Only this page's: a request the previous page fired while this one was loading is not.
+                mine = [b for b in seen if (b.get("form_data") or {}).get("dashboardId") == dashboard]
+                unique = {json.dumps(b, sort_keys=True): b for b in mine + _unfiltered_variants(mine)}
+                bodies[dashboard] = list(unique.values())
+        finally:
+            context.close()
+    return bodies
+
+
+def _unfiltered_variants(bodies: list[dict]) -> list[dict]:
+    """A native filter's values asked before its parent filter's default applies, for each filter that
+    depends on another one (the service review's Period on Period type): the page sends both or only the
+    second, depending on which answer comes first, so both are warmed."""
+    variants = []
+    for body in bodies:
+        form_data = body.get("form_data") or {}
+        parents = (form_data.get("extra_form_data") or {}).get("filters") or []
+        if form_data.get("type") != "NATIVE_FILTER" or not parents:
+            continue
+        variant = copy.deepcopy(body)
+        variant["form_data"]["extra_form_data"] = {}
+        for query in variant.get("queries") or []:
+            query["filters"] = [f for f in query.get("filters") or [] if f not in parents]
+        variants.append(variant)
+    return variants
 
 
 def warm(base_url: str, username: str, password: str, log: Log = print, clear: bool = True) -> WarmResult:
@@ -55,11 +140,29 @@ def warm(base_url: str, username: str, password: str, log: Log = print, clear: b
         api.post("/slm/warm-up/clear")
     plan = api.get("/slm/warm-up")["scopes"]
     result.scopes = len(plan)
+    every = sorted({d for scope in plan for d in scope["dashboards"]})
+    try:
+        pages = capture_dashboard_requests(base_url, username, password, every)
+        captured = sum(map(len, pages.values()))
+        log(f"  dashboard pages: {captured} chart-data requests of {len(pages)} dashboards captured")
+    except Exception as exc:  # noqa: BLE001 - no chromium, no Playwright, a page that never settles
+        pages = {}
+        message = f"dashboard pages not captured ({type(exc).__name__}: {str(exc)[:300]})"
+        result.errors.append(message)
+        log(f"  {message}: their first views will run their queries")
     for scope in plan:
         name = "+".join(scope["roles"])
         stats = result.per_scope.setdefault(name, {"dashboards": 0, "charts": 0, "warmed": 0})
         for dashboard in scope["dashboards"]:
-            answer = api.post("/slm/warm-up", json={"user": scope["user"], "dashboard": dashboard})
+            body = {"user": scope["user"], "dashboard": dashboard, "requests": pages.get(dashboard, [])}
+            answer = api.post("/slm/warm-up", json=body)
+            for request in answer.get("requests", []):
+                result.requests += 1
+                if request["status"] == "warmed":
+                    result.requests_warmed += 1
+                else:
+                    where = f"{name} dashboard {dashboard} page request ({request['chart']})"
+                    result.errors.append(f"{where}: {request.get('error')}")
             result.dashboards += 1
             stats["dashboards"] += 1
             for chart in answer["charts"]:
