@@ -377,6 +377,14 @@ def test_dbt_profile_and_superset_config_get_the_variables_they_read(services):
         assert env["SUPERSET_CONFIG_PATH"] == "/opt/slm/superset/superset_config.py"
     dests = dict(copy_sources(DOCKER / "superset.Dockerfile"))
     assert dests["superset/superset_config.py"] == "/opt/slm/superset/superset_config.py"
+    # Every module the config loads from its own folder by path is in the image beside it, or the config
+    # fails on import there (it once shipped without them).
+    siblings = set(re.findall(r'with_name\(\s*"(\w+)\.py"\s*\)', config))
+    siblings |= {f"{n}.py" for n in re.findall(r'_load_sibling\(\s*"(\w+)"\s*\)', config)}
+    siblings = {s if s.endswith(".py") else f"{s}.py" for s in siblings}
+    assert {"slm_security.py", "slm_warmup.py"} <= siblings, siblings
+    for name in siblings:
+        assert dests.get(f"superset/{name}") == f"/opt/slm/superset/{name}", f"the image lacks superset/{name}"
 
 
 # -------------------------------------------------------------------------------------- secrets, ports
