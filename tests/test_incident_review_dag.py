@@ -309,7 +309,7 @@ def test_review_through_the_rest_api(
     for table, entry in recorded.items():
         ((rows, checksum),) = _query(dsn, checksum_sql.format(table))
         assert (rows, checksum) == (entry["rows"], entry["checksum"]), table
-    assert "fct_incident_impact" in recorded, sorted(recorded)
+    assert "fct_major_incident_impact" in recorded, sorted(recorded)
     report = demo_stack.home / "reports" / "incidents" / ticket
     assert (report / f"{ticket}_manager.pdf").stat().st_size > 0
     assert (report / f"{ticket}_client_{client}.pdf").stat().st_size > 0
