@@ -45,6 +45,8 @@ OWN_SERVICES = {
 }
 BROWSER_MODULES = {
     "test_superset_browser",
+    "test_dashboard_warm_browser",
+    "test_dashboard_warm",
     "test_incident_review_ui",
     "test_superset_incident",
     "test_review_pack",

@@ -75,6 +75,54 @@ def test_event_logger_drops_the_chart_data_path_only(monkeypatch: pytest.MonkeyP
         assert logged(action, ref), action
 
 
+def test_fingerprint_follows_what_the_page_bodies_are_built_from() -> None:
+    from slm_platform.dashboards.warm import dashboard_fingerprint
+
+    dashboard = {"id": 3, "json_metadata": '{"native_filter_configuration": []}', "position_json": "{}",
+                 "changed_on": "2026-12-01T00:00:00", "changed_on_delta_humanized": "2 days ago"}  # fmt: skip
+    charts = [{"id": 7, "form_data": {"metrics": ["m"]}, "changed_on": "2026-12-01T00:00:00"}]
+    first = dashboard_fingerprint(dashboard, charts)
+    assert dashboard_fingerprint(dashboard | {"changed_on_delta_humanized": "3 days ago"}, charts) == first
+    assert dashboard_fingerprint(dashboard, list(reversed(charts + [{"id": 8}]))) == dashboard_fingerprint(
+        dashboard, charts + [{"id": 8}]
+    )
+    assert dashboard_fingerprint(dashboard | {"json_metadata": '{"x": 1}'}, charts) != first
+    assert dashboard_fingerprint(dashboard | {"position_json": '{"y": 1}'}, charts) != first
+    assert dashboard_fingerprint(dashboard, [charts[0] | {"form_data": {"metrics": ["n"]}}]) != first
+    assert dashboard_fingerprint(dashboard, charts + [{"id": 8}]) != first
+
+
+def test_no_native_filter_takes_its_default_from_the_data() -> None:
+    """The warm-up keeps the dashboard pages' bodies until a dashboard's definition changes: a filter that
+    selects its first value by default would make them change with the data (then captures go stale)."""
+    import yaml
+
+    from slm_platform.dashboards.superset_service import ASSETS_DIR
+
+    filters = 0
+    for path in sorted((ASSETS_DIR / "dashboards").glob("*.yaml")):
+        meta = yaml.safe_load(path.read_text()).get("metadata") or {}
+        for f in meta.get("native_filter_configuration") or []:
+            filters += 1
+            assert not (f.get("controlValues") or {}).get("defaultToFirstItem"), (path.name, f.get("name"))
+    assert filters >= 10, filters
+
+
+def test_captured_requests_are_kept_per_superset_url(tmp_path) -> None:
+    from slm_platform.dashboards.warm import _read_cache, _write_cache
+
+    cache = tmp_path / "sub" / "warm_requests.json"
+    assert _read_cache(cache, "http://a") == {}
+    _write_cache(cache, "http://a", {"1": {"fingerprint": "f", "bodies": [{"x": 1}]}}, print)
+    _write_cache(cache, "http://b", {"2": {"fingerprint": "g", "bodies": []}}, print)
+    assert _read_cache(cache, "http://a") == {"1": {"fingerprint": "f", "bodies": [{"x": 1}]}}
+    assert set(_read_cache(cache, "http://b")) == {"2"}
+    cache.write_text("{not json")
+    assert _read_cache(cache, "http://a") == {}  # unreadable: captured again, then rewritten
+    _write_cache(cache, "http://a", {}, print)
+    assert _read_cache(cache, "http://a") == {} and list(cache.parent.iterdir()) == [cache]
+
+
 # ---------------------------------------------------------------- against the demo stack
 
 

@@ -17,17 +17,26 @@ are captured (``capture_dashboard_requests``; they do not depend on the user, Su
 security to whoever runs them); each scope's request carries its dashboard's bodies, run there as the
 scope's user. Without chromium (or Playwright) the warm-up still fills the saved query contexts' entries
 and says the dashboards' first views will be cold.
+
+The captured bodies depend on the dashboards' definitions, not on the data: they are kept in
+``$SLM_HOME/superset/warm_requests.json``, per Superset URL and dashboard, with a fingerprint of the
+dashboard (its layout and metadata) and of its charts (their form data), and a dashboard is opened in
+chromium again only when its fingerprint changed (a new bundle, an edit in the UI). The nightly's warm-up
+after an unchanged deployment opens no browser. This holds because no native filter of the bundle takes
+its default from the data ("select first item by default": tests/test_dashboard_warm.py checks the bundle).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slm_platform.dashboards.superset_api import SupersetClient
@@ -50,6 +59,8 @@ class WarmResult:
     skipped: int = 0
     requests: int = 0  # the dashboard pages' own chart-data bodies, per scope
     requests_warmed: int = 0
+    pages_captured: int = 0  # dashboards opened in chromium by this warm-up
+    pages_reused: int = 0  # dashboards whose bodies were captured before, definitions unchanged
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     per_scope: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -63,6 +74,8 @@ class WarmResult:
             "skipped": self.skipped,
             "page_requests": self.requests,
             "page_requests_warmed": self.requests_warmed,
+            "pages_captured": self.pages_captured,
+            "pages_reused": self.pages_reused,
             "errors": len(self.errors),
             "seconds": round(self.seconds, 1),
         }
@@ -113,6 +126,100 @@ def capture_dashboard_requests(
     return bodies
 
 
+def dashboard_fingerprint(dashboard: dict, charts: list[dict]) -> str:
+    """What a dashboard page's request bodies are built from: the dashboard's layout and metadata (native
+    filters and their defaults) and its charts' form data, from ``GET /api/v1/dashboard/<id>`` and
+    ``/charts``. Fields that change with time alone (humanized ages) are left out."""
+    stable = {
+        "dashboard": {k: dashboard.get(k) for k in ("id", "json_metadata", "position_json", "changed_on")},
+        "charts": sorted(
+            ({k: c.get(k) for k in ("id", "form_data", "changed_on")} for c in charts),
+            key=lambda c: str(c.get("id")),
+        ),
+    }
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def default_capture_cache() -> Path:
+    from slm_platform.settings import slm_home
+
+    return slm_home() / "superset" / "warm_requests.json"
+
+
+def _read_cache(path: Path | None, base_url: str) -> dict[str, dict]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()).get(base_url) or {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # unreadable: captured again, and rewritten below
+
+
+def _write_cache(path: Path | None, base_url: str, entries: dict[str, dict], log: Log) -> None:
+    if path is None:
+        return
+    try:
+        whole = json.loads(path.read_text()) if path.exists() else {}
+        whole = whole if isinstance(whole, dict) else {}
+    except (OSError, ValueError):
+        whole = {}
+    whole[base_url] = entries
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(whole))
+        os.replace(tmp, path)  # a concurrent warm-up reads the old file or the new one, never half
+    except OSError as exc:
+        log(f"  captured requests not kept ({exc}): the next warm-up opens the dashboards again")
+
+
+def page_requests(
+    api: SupersetClient,
+    base_url: str,
+    username: str,
+    password: str,
+    dashboards: list[int],
+    cache: Path | None,
+    result: WarmResult,
+    log: Log,
+) -> dict[int, list[dict]]:
+    """Each dashboard's page bodies: from the capture cache when its fingerprint is unchanged, otherwise
+    captured in chromium (and kept)."""
+    kept = _read_cache(cache, base_url)
+    prints = {
+        d: dashboard_fingerprint(
+            api.get(f"/api/v1/dashboard/{d}")["result"], api.get(f"/api/v1/dashboard/{d}/charts")["result"]
+        )
+        for d in dashboards
+    }
+    pages = {
+        d: kept[str(d)]["bodies"]
+        for d in dashboards
+        if (kept.get(str(d)) or {}).get("fingerprint") == prints[d]
+    }
+    stale = [d for d in dashboards if d not in pages]
+    result.pages_reused = len(pages)
+    if stale:
+        try:
+            captured = capture_dashboard_requests(base_url, username, password, stale)
+        except Exception as exc:  # noqa: BLE001 - no chromium, no Playwright, a page that never settles
+            message = f"dashboard pages not captured ({type(exc).__name__}: {str(exc)[:300]})"
+            result.errors.append(message)
+            log(f"  {message}: their first views will run their queries")
+        else:
+            result.pages_captured = len(captured)
+            pages.update(captured)
+            entries = {
+                str(d): {"fingerprint": prints[d], "bodies": pages[d]} for d in dashboards if d in pages
+            }
+            _write_cache(cache, base_url, entries, log)
+    log(
+        f"  dashboard pages: {sum(map(len, pages.values()))} chart-data requests of {len(pages)} dashboards"
+        f" ({result.pages_captured} opened in chromium, {result.pages_reused} unchanged since captured)"
+    )
+    return pages
+
+
 def _unfiltered_variants(bodies: list[dict]) -> list[dict]:
     """A native filter's values asked before its parent filter's default applies, for each filter that
     depends on another one (the service review's Period on Period type): the page sends both or only the
@@ -131,9 +238,21 @@ def _unfiltered_variants(bodies: list[dict]) -> list[dict]:
     return variants
 
 
-def warm(base_url: str, username: str, password: str, log: Log = print, clear: bool = True) -> WarmResult:
-    """Empty the chart-data cache (``clear``) and refill it for every scope's dashboards."""
+def warm(
+    base_url: str,
+    username: str,
+    password: str,
+    log: Log = print,
+    clear: bool = True,
+    capture_cache: Path | None | str = "default",
+) -> WarmResult:
+    """Empty the chart-data cache (``clear``) and refill it for every scope's dashboards.
+
+    ``capture_cache``: where the dashboard pages' captured bodies are kept (default
+    ``default_capture_cache()``; None: capture every time, keep nothing)."""
     started = time.monotonic()
+    cache = default_capture_cache() if capture_cache == "default" else capture_cache
+    cache = Path(cache) if cache is not None else None
     api = SupersetClient(base_url, username, password, timeout=300)
     result = WarmResult()
     if clear:
@@ -142,9 +261,7 @@ def warm(base_url: str, username: str, password: str, log: Log = print, clear: b
     result.scopes = len(plan)
     every = sorted({d for scope in plan for d in scope["dashboards"]})
     try:
-        pages = capture_dashboard_requests(base_url, username, password, every)
-        captured = sum(map(len, pages.values()))
-        log(f"  dashboard pages: {captured} chart-data requests of {len(pages)} dashboards captured")
+        pages = page_requests(api, base_url, username, password, every, cache, result, log)
     except Exception as exc:  # noqa: BLE001 - no chromium, no Playwright, a page that never settles
         pages = {}
         message = f"dashboard pages not captured ({type(exc).__name__}: {str(exc)[:300]})"
