@@ -5,9 +5,10 @@ the stack's own, on the same metadata database, warehouse, data and row-level se
 ``bench_dashboards.py`` against all of them in one run (modes alternating between servers, so they share the
 machine's load), and stops them. Configurations:
 
-- ``before``: ``superset/superset_config.py`` as it was before issue 13 (commit 071d1e8, read with
-  ``git show``), gunicorn ``-w 2 --threads 4``, each worker its own ``SimpleCache`` (300 s), Superset's
-  database event logger; warmed by forced fetches (``--warm``), as nothing else warmed it then;
+- ``before``: ``superset/superset_config.py`` as it was before issue 13 (commit 147fd91, the last
+  landed one before it, read with ``git show``), gunicorn ``-w 2 --threads 4``, each worker its own
+  ``SimpleCache`` (300 s), Superset's database event logger; warmed by forced fetches (``--warm``), as
+  nothing else warmed it then;
 - ``no-permcache`` (``--with-no-permcache``): the product without its permission cache
   (``SUPERSET_SLM_PERMISSION_CACHE=0``), the product's gunicorn options and Redis;
 - ``after``: the stack's own Superset, the product, warmed by the product's own warm-up (``/slm/warm-up``,
@@ -34,7 +35,7 @@ from slm_platform.dashboards import superset_service
 from slm_platform.ops import procs, stack
 from slm_platform.settings import REPO_ROOT, slm_home
 
-BEFORE_COMMIT = "071d1e8"  # the last commit before issue 13 changed Superset's configuration
+BEFORE_COMMIT = "147fd91"  # the last landed commit before issue 13 (071d1e8 was rewritten into 99e44fa)
 
 
 def _free_port() -> int:
