@@ -63,6 +63,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, lane))
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
+
+
 _HOMES: set[Path] = set()  # every SLM_HOME the suite ran ./slm with (see no_cluster_left_behind)
 
 
@@ -213,3 +215,15 @@ def warehouse(demo_stack: DemoStack):
     conn.set_session(readonly=True, autocommit=True)
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="module")
+def warmed(demo_stack: DemoStack) -> dict:
+    """The product's warm-up of the demo stack's dashboards, once per module that asks (the warm-up tests)."""
+    from slm_platform.dashboards.warm import warm
+
+    state = (demo_stack.home / "stack.json").read_text()
+    assert '"redis"' in state, "the stack's Superset needs its shared cache (Redis) for a warm-up to reach it"
+    admin = demo_stack.credentials["superset"]["admin"]
+    result = warm(demo_stack.superset_url, admin["username"], admin["password"], log=print)
+    return result.summary() | {"errors_text": result.errors}

@@ -22,7 +22,6 @@ import requests
 
 from slm_platform.dashboards.superset_api import SupersetClient
 from slm_platform.dashboards.superset_service import CONFIG_PATH
-from slm_platform.dashboards.warm import warm
 
 ROUTES = [("GET", "/slm/warm-up"), ("POST", "/slm/warm-up"), ("POST", "/slm/warm-up/clear")]
 
@@ -161,15 +160,6 @@ def _row_diff(cached: dict, fresh: dict) -> str:
     if len(cached["result"]) != len(fresh["result"]):
         lines.append(f"{len(cached['result'])} queries cached, {len(fresh['result'])} fresh")
     return "\n".join(lines)
-
-
-@pytest.fixture(scope="module")
-def warmed(demo_stack) -> dict:
-    state = (demo_stack.home / "stack.json").read_text()
-    assert '"redis"' in state, "the stack's Superset needs its shared cache (Redis) for a warm-up to reach it"
-    admin = demo_stack.credentials["superset"]["admin"]
-    result = warm(demo_stack.superset_url, admin["username"], admin["password"], log=print)
-    return result.summary() | {"errors_text": result.errors}
 
 
 def test_warm_up_runs_every_clients_dashboards(warmed, demo_stack) -> None:

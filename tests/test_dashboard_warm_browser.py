@@ -26,15 +26,6 @@ PAGE_WAIT_MS = 240_000
 QUIET_S = 2.0
 
 
-@pytest.fixture(scope="module")
-def warmed(demo_stack) -> dict:
-    state = (demo_stack.home / "stack.json").read_text()
-    assert '"redis"' in state, "the stack's Superset needs its shared cache (Redis) for a warm-up to reach it"
-    admin = demo_stack.credentials["superset"]["admin"]
-    result = warm(demo_stack.superset_url, admin["username"], admin["password"], log=print)
-    return result.summary() | {"errors_text": result.errors}
-
-
 def test_warm_up_captures_and_runs_the_dashboard_pages_requests(warmed) -> None:
     assert warmed["errors"] == 0, warmed["errors_text"]
     assert warmed["page_requests"] > 0, "no dashboard page request captured (chromium?)"

@@ -384,7 +384,7 @@ def test_dbt_profile_and_superset_config_get_the_variables_they_read(services):
     siblings = {s if s.endswith(".py") else f"{s}.py" for s in siblings}
     assert {"slm_security.py", "slm_warmup.py"} <= siblings, siblings
     for name in siblings:
-        assert dests.get(f"superset/{name}") == f"/opt/slm/superset/{name}", f"the image lacks superset/{name}"
+        assert dests.get(f"superset/{name}") == f"/opt/slm/superset/{name}", f"image lacks superset/{name}"
 
 
 # -------------------------------------------------------------------------------------- secrets, ports
