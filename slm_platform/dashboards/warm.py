@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from slm_platform.dashboards.superset_api import SupersetClient
 
@@ -49,6 +50,7 @@ VIEWPORT = {"width": 1400, "height": 4000}
 PAGE_WAIT_MS = 240_000  # a dashboard's first, cold, load on a shared machine
 QUIET_S = 2.0  # no new chart-data request for this long after the network is idle: the page is done
 CAPTURE_PASSES = 2  # see capture_dashboard_requests
+CAPTURE_FORMAT = 2  # bumped when the capture changes what it keeps: earlier captures are taken again
 
 
 @dataclass
@@ -96,6 +98,7 @@ def capture_dashboard_requests(
 
     seen: list[dict] = []
     unique: dict[int, dict[str, dict]] = {d: {} for d in dashboards}
+    keys: dict[int, set[str]] = {d: set() for d in dashboards}
 
     def on_request(request: Any) -> None:
         if request.method == "POST" and "/api/v1/chart/data" in request.url:
@@ -127,9 +130,44 @@ def capture_dashboard_requests(
                 mine = [b for b in seen if (b.get("form_data") or {}).get("dashboardId") == dashboard]
                 for body in mine + _unfiltered_variants(mine):
                     unique[dashboard].setdefault(json.dumps(body, sort_keys=True), body)
+                key = parse_qs(urlparse(page.url).query).get("native_filters_key", [None])[0]
+                if key:
+                    keys[dashboard].add(key)
         finally:
             context.close()
-    return {d: list(found.values()) for d, found in unique.items()}
+    out: dict[int, list[dict]] = {}
+    for dashboard, found in unique.items():
+        bodies = list(found.values())
+        for body in [*bodies]:
+            for key in keys[dashboard] | {None}:
+                variant = _with_filters_key(body, key)
+                if json.dumps(variant, sort_keys=True) not in found:
+                    found[json.dumps(variant, sort_keys=True)] = variant
+                    bodies.append(variant)
+        out[dashboard] = bodies
+    return out
+
+
+def _with_filters_key(body: dict, key: str | None) -> dict:
+    """The same body as the page sends it before (``key`` None) or after its URL carries the dashboard's
+    ``native_filters_key`` (the stored filter state; the same key for every user of an unchanged dashboard:
+    measured, the Admin's and a client's pages got the same one). The page sends either, depending on
+    which comes first, and ``url_params`` is part of the answer's cache key."""
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k == "url_params" and isinstance(v, dict) and set(v) <= {"native_filters_key"}:
+                    out[k] = {"native_filters_key": key} if key else {}
+                else:
+                    out[k] = swap(v)
+            return out
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        return node
+
+    return swap(body)
 
 
 def dashboard_fingerprint(dashboard: dict, charts: list[dict]) -> str:
@@ -137,6 +175,7 @@ def dashboard_fingerprint(dashboard: dict, charts: list[dict]) -> str:
     filters and their defaults) and its charts' form data, from ``GET /api/v1/dashboard/<id>`` and
     ``/charts``. Fields that change with time alone (humanized ages) are left out."""
     stable = {
+        "capture": CAPTURE_FORMAT,
         "dashboard": {k: dashboard.get(k) for k in ("id", "json_metadata", "position_json", "changed_on")},
         "charts": sorted(
             ({k: c.get(k) for k in ("id", "form_data", "changed_on")} for c in charts),
