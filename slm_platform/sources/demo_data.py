@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -330,7 +330,13 @@ class _Generator:
             t.is_major = prio == "P1" and rnd.random() < 0.5
             self._lifecycle(t)
             tickets.append(t)
-        # Each outage of a monitored service is a major P1 incident, with a few child incidents.
+        tickets.extend(self._outage_incidents(outages))
+        return tickets
+
+    def _outage_incidents(self, outages: list) -> Iterator[_Ticket]:
+        """Each outage of a monitored service is a major P1 incident, with a few child incidents; each
+        ticket is yielded once its lifecycle is drawn (the caller's own draws for it come before the next)."""
+        rnd = self.rnd
         for service, start, end in outages:
             client = self.clients[service.client]
             major = self._new_ticket(
@@ -338,15 +344,14 @@ class _Generator:
             )
             major.is_major = True
             self._lifecycle(major, resolve_after=end - major.opened + timedelta(minutes=rnd.randrange(5, 40)))
-            tickets.append(major)
+            yield major
             for _ in range(rnd.randint(1, 3)):
                 child = self._new_ticket(
                     client, service, "incident", "P2", major.opened + timedelta(minutes=rnd.randrange(3, 30))
                 )
                 child.parent = major.ticket_id
                 self._lifecycle(child, resolve_after=major.resolved - child.opened + timedelta(minutes=5))
-                tickets.append(child)
-        return tickets
+                yield child
 
     def _link_complaints(self, tickets: list[_Ticket]) -> None:
         """Most complaints are about an earlier ticket of the same client (parent_ticket_id), preferably of
@@ -871,21 +876,8 @@ class _ScaledGenerator(_Generator):
             t.is_major = prio == "P1" and rnd.random() < 0.1
             self._lifecycle(t)
             self._finish(t)
-        for service, start, end in outages:
-            client = self.clients[service.client]
-            major = self._new_ticket(
-                client, service, "incident", "P1", start + timedelta(minutes=rnd.randrange(2, 9))
-            )
-            major.is_major = True
-            self._lifecycle(major, resolve_after=end - major.opened + timedelta(minutes=rnd.randrange(5, 40)))
-            self._finish(major)
-            for _ in range(rnd.randint(1, 3)):
-                child = self._new_ticket(
-                    client, service, "incident", "P2", major.opened + timedelta(minutes=rnd.randrange(3, 30))
-                )
-                child.parent = major.ticket_id
-                self._lifecycle(child, resolve_after=major.resolved - child.opened + timedelta(minutes=5))
-                self._finish(child)
+        for t in self._outage_incidents(outages):
+            self._finish(t)
         if day.day in (15, 20):
             self._monthly_surveys(day)
 
