@@ -174,6 +174,43 @@ if SupersetSecurityManager is not None:
     CUSTOM_SECURITY_MANAGER = SlmSecurityManager
 
 
+# A dashboard page stores the labels it drew and their colors in its dashboard's metadata
+# (``PUT /api/v1/dashboard/<id>/colors``, and the whole metadata when it is saved) whenever its user may edit
+# it: as the Admin on a client dashboard, every client's series names (service codes), which each client then
+# reads in its own dashboard's metadata (measured: tests/test_isolation.py). The bundle sets no shared or
+# mapped label colors, so none is ever stored: every write of a dashboard, whatever its route (the colors
+# PUT, a save from the UI, an import), leaves these two keys empty. Colors a user picks (``label_colors``,
+# ``color_scheme``) are kept.
+_LABEL_COLOR_KEYS = {"shared_label_colors": list, "map_label_colors": dict}
+
+
+def strip_label_colors(json_metadata: str | None) -> str | None:
+    """The dashboard metadata with its stored series names emptied, unchanged (same text) when none is."""
+    try:
+        metadata = json.loads(json_metadata or "")
+    except ValueError:
+        return json_metadata  # not ours to judge: Superset validates what it accepts
+    if not isinstance(metadata, dict) or not any(metadata.get(k) for k in _LABEL_COLOR_KEYS):
+        return json_metadata
+    metadata.update({k: empty() for k, empty in _LABEL_COLOR_KEYS.items() if k in metadata})
+    return json.dumps(metadata)
+
+
+def _before_dashboard_write(_mapper: object, _connection: object, dashboard: object) -> None:
+    stripped = strip_label_colors(dashboard.json_metadata)  # type: ignore[attr-defined]
+    if stripped != dashboard.json_metadata:  # type: ignore[attr-defined]
+        dashboard.json_metadata = stripped  # type: ignore[attr-defined]
+
+
+def FLASK_APP_MUTATOR(app: object) -> None:  # noqa: N802 (Superset's setting name)
+    from sqlalchemy import event
+    from superset.models.dashboard import Dashboard
+
+    for hook in ("before_insert", "before_update"):
+        if not event.contains(Dashboard, hook, _before_dashboard_write):
+            event.listen(Dashboard, hook, _before_dashboard_write)
+
+
 # The quality gate's Great Expectations Data Docs ($SLM_HOME/data_docs, rebuilt by every gate run), served
 # beside the dashboards and linked from the Data quality dashboard. Managers (and Admin) only: a failed
 # expectation's page lists raw values of every client. Browser session required (no API token route).

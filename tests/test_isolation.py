@@ -486,6 +486,40 @@ def test_dashboard_metadata_names_no_other_client(code, clients, ids, stack_code
         assert not [o for o in others if o in resp.text], (code, what)
 
 
+def test_no_dashboard_write_stores_series_names(admin: SupersetClient, stack_codes) -> None:
+    """A dashboard page opened by the Admin stores the labels it drew (every client's service codes on a
+    client dashboard) in the dashboard's metadata, which each client then reads (measured before the fix):
+    whatever route writes a dashboard (create, save, the page's colors PUT), Superset keeps no shared or
+    mapped label colors, and keeps the colors a user picked. On a dashboard of its own, so the bundle's
+    dashboards (and the warm-up's fingerprints of them) are not touched."""
+    names = [f"{c}-ERP" for c in stack_codes]
+    leaky = {"shared_label_colors": names, "map_label_colors": {n: "#1FA8C9" for n in names}}
+    picked = {"label_colors": {"breached": "#E04355"}, "color_scheme": "supersetColors"}
+
+    def stored(dashboard_id: int) -> dict:
+        return json.loads(admin.get(f"/api/v1/dashboard/{dashboard_id}")["result"]["json_metadata"])
+
+    created = admin.post(
+        "/api/v1/dashboard/",
+        json={"dashboard_title": f"isolation colors {secrets.token_hex(4)}",
+              "json_metadata": json.dumps({**leaky, **picked})},
+    )  # fmt: skip
+    did = int(created["id"])
+    try:
+        after_create = stored(did)
+        admin.put(f"/api/v1/dashboard/{did}/colors", params={"mark_updated": "false"}, json=leaky)
+        after_colors = stored(did)
+        admin.put(f"/api/v1/dashboard/{did}", json={"json_metadata": json.dumps({**after_colors, **leaky})})
+        after_save = stored(did)
+    finally:
+        admin.delete(f"/api/v1/dashboard/{did}")
+    for when, metadata in (("create", after_create), ("colors", after_colors), ("save", after_save)):
+        assert metadata.get("shared_label_colors", []) == [], when
+        assert metadata.get("map_label_colors", {}) == {}, when
+        assert not [n for n in names if n in json.dumps(metadata)], when
+        assert metadata["label_colors"] == picked["label_colors"], when
+
+
 def test_the_shared_clients_role_without_a_client_role_reads_nothing(
     demo_stack, admin: SupersetClient, ids, contexts
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -78,6 +79,24 @@ def test_config_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.FEATURE_FLAGS["ALERT_REPORTS"] is True
     assert cfg.WTF_CSRF_ENABLED is True
     assert cfg.CELERY_CONFIG is None  # no Redis configured: no Celery
+
+
+def test_config_strips_stored_series_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _load_config(
+        monkeypatch, SUPERSET_SECRET_KEY="x" * 48, SUPERSET_METADATA_DSN="postgresql://u:p@127.0.0.1:5432/m"
+    )
+    strip = cfg.strip_label_colors
+    leaky = {"color_scheme": "x", "label_colors": {"a": "#000"}, "shared_label_colors": ["ACME-ERP"],
+             "map_label_colors": {"GLOBEX-CRM": "#111"}}  # fmt: skip
+    assert json.loads(strip(json.dumps(leaky))) == {
+        "color_scheme": "x", "label_colors": {"a": "#000"}, "shared_label_colors": [], "map_label_colors": {}
+    }  # fmt: skip
+    clean = json.dumps({"shared_label_colors": [], "native_filter_configuration": []}, indent=1)
+    assert strip(clean) is clean  # same text: nothing rewritten when nothing is stored
+    assert json.loads(strip('{"map_label_colors": {"A": "#1"}}')) == {"map_label_colors": {}}  # no key added
+    for untouched in (None, "", "not json", "[1]"):
+        assert strip(untouched) == untouched
+    assert cfg.FLASK_APP_MUTATOR is not None  # what registers strip_label_colors on every dashboard write
 
 
 def test_bundle_zip_has_one_top_folder_and_rewritten_uri() -> None:
