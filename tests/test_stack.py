@@ -181,6 +181,27 @@ def test_port_in_use_is_a_clear_error(own_home: Path) -> None:
     assert f"port {port} (SLM_PORT_PG) is in use" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_port_left_in_time_wait_counts_as_free() -> None:
+    """A stopped server's closed connections keep its port in TIME_WAIT for a minute; the stack must still
+    find the port free, or a quick `stack down` / `stack up` moves PostgreSQL elsewhere while Superset's
+    warehouse connection keeps the old port (measured before the fix)."""
+    from slm_platform.ops.procs import port_is_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL, Redis and gunicorn do
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert not port_is_free(port)  # a listener: taken
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server closes first: its side of the connection goes to TIME_WAIT
+            client.recv(1)
+    states = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    assert any(int(f[1].split(":")[1], 16) == port and f[3] == "06" for f in states), "no TIME_WAIT to test"
+    assert port_is_free(port)
+
+
 def _listening_sockets() -> dict[int, str]:
     """inode -> local address of every listening TCP socket (IPv4 and IPv6)."""
     out: dict[int, str] = {}

@@ -29,7 +29,12 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """No program listens on the port. A stopped server's closed connections may still hold it in
+    TIME_WAIT; the servers themselves (PostgreSQL, Redis, gunicorn) bind with SO_REUSEADDR and start there,
+    so the check does too: a restarted stack keeps its ports (measured without it: `stack down` then `up`
+    moved PostgreSQL to another port, and Superset's warehouse connection pointed at the old one)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
