@@ -11,6 +11,8 @@ machine's load), and stops them. Configurations:
   nothing else warmed it then;
 - ``no-permcache`` (``--with-no-permcache``): the product without its permission cache
   (``SUPERSET_SLM_PERMISSION_CACHE=0``), the product's gunicorn options and Redis;
+- ``no-answers`` (``--with-no-answers``): the product without its shared chart-data answers
+  (``SUPERSET_SLM_ANSWER_CACHE=0``, superset/slm_answers.py);
 - ``after``: the stack's own Superset, the product, warmed by the product's own warm-up (``/slm/warm-up``,
   what the nightly runs after its publish).
 
@@ -61,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of meeting mode per server")
     parser.add_argument("--warm", type=int, default=3, help="forced fetches per account and chart (before)")
     parser.add_argument("--with-no-permcache", action="store_true", help="also the product without it")
+    parser.add_argument(
+        "--with-no-answers", action="store_true", help="also the product without its shared answers"
+    )
     parser.add_argument("--json", help="write bench_dashboards' results here")
     args = parser.parse_args(argv)
 
@@ -93,12 +98,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             targets.append(f"no-permcache={url}")
             started.append("superset-nopc")
+        if args.with_no_answers:
+            env = stack.superset_env() | {"SUPERSET_SLM_ANSWER_CACHE": "0"}
+            print("no-answers: the product without its shared chart-data answers", file=sys.stderr)
+            url = _start(
+                "superset-noans", env, superset_service.WORKERS, superset_service.THREADS, run_dir, log_dir
+            )
+            targets.append(f"no-answers={url}")
+            started.append("superset-noans")
         targets.append(f"after={own_url}")
         cmd = [sys.executable, str(Path(__file__).with_name("bench_dashboards.py")),
                "--users", str(args.users), "--mode", args.mode, "--duration", str(args.duration),
                "--warm", str(args.warm), "--product-warm", "after"]  # fmt: skip
         if args.with_no_permcache:
             cmd += ["--product-warm", "no-permcache"]
+        if args.with_no_answers:
+            cmd += ["--product-warm", "no-answers"]
         for t in targets:
             cmd += ["--superset-url", t]
         if args.json:

@@ -34,6 +34,7 @@ RUN uv pip install --python /opt/venvs/superset/bin/python --no-deps -e /opt/slm
 COPY superset/superset_config.py /opt/slm/superset/superset_config.py
 # The modules it loads by path from its own folder (the permission cache, the cache warm-up's endpoint).
 COPY superset/slm_security.py /opt/slm/superset/slm_security.py
+COPY superset/slm_answers.py /opt/slm/superset/slm_answers.py
 COPY superset/slm_warmup.py /opt/slm/superset/slm_warmup.py
 COPY superset/assets/ /opt/slm/superset/assets/
 COPY docker/superset/init.sh /usr/local/bin/slm-superset-init

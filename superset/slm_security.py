@@ -80,6 +80,15 @@ WATCHED_TABLES = frozenset(
         "dashboards",
         "tables",
         "dbs",
+        # What a stored chart-data answer (slm_answers.py) is also made of: ownership, the charts' saved
+        # query contexts, the dashboards' charts, the datasets' columns and metrics.
+        "slice_user",
+        "sqlatable_user",
+        "dashboard_user",
+        "slices",
+        "dashboard_slices",
+        "table_columns",
+        "sql_metrics",
     }
 )
 _DML = re.compile(r'^\s*(?:insert\s+into|update|delete\s+from)\s+"?(\w+)"?', re.IGNORECASE)

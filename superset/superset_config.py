@@ -13,6 +13,9 @@ Environment:
   SUPERSET_TALISMAN        "true" to enable Talisman (HTTPS deployments); off for loopback dev.
   SUPERSET_SLM_PERMISSION_CACHE  "0" turns off the cross-request permission cache (superset/slm_security.py;
                            on by default when SUPERSET_REDIS_URL is set, off without Redis).
+  SUPERSET_SLM_ANSWER_CACHE  "0" turns off the shared chart-data answers (superset/slm_answers.py; on with
+                           the permission cache, off without it).
+  SUPERSET_SLM_ANSWER_TTL  seconds a shared answer lives at most (default 3600).
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ if _REDIS_URL:
 else:
     _cache = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": CACHE_TIMEOUT_PER_PROCESS}
 CACHE_CONFIG = {**_cache, "CACHE_KEY_PREFIX": "slm_superset_"}
+# A stored chart-data answer (superset/slm_answers.py) lives in the chart-data cache beside the results it
+# was made of, emptied with them after each publish; an hour at most, the bound for a permission change made
+# behind Superset's back (psql), which no generation bump announces.
+ANSWER_CACHE_TIMEOUT = int(os.environ.get("SUPERSET_SLM_ANSWER_TTL", "3600"))
 DATA_CACHE_CONFIG = {**_cache, "CACHE_KEY_PREFIX": "slm_data_"}
 
 
@@ -209,6 +216,10 @@ def FLASK_APP_MUTATOR(app: object) -> None:  # noqa: N802 (Superset's setting na
     for hook in ("before_insert", "before_update"):
         if not event.contains(Dashboard, hook, _before_dashboard_write):
             event.listen(Dashboard, hook, _before_dashboard_write)
+    # Shared chart-data answers (superset/slm_answers.py; dashboards_under_load.md, section 11).
+    app.config["SLM_ANSWER_CACHE"] = _load_sibling("slm_answers").install(  # type: ignore[attr-defined]
+        bool(globals().get("SLM_PERMISSION_CACHE")), FEATURE_FLAGS, ttl=ANSWER_CACHE_TIMEOUT
+    )
 
 
 # The quality gate's Great Expectations Data Docs ($SLM_HOME/data_docs, rebuilt by every gate run), served
