@@ -344,6 +344,40 @@ def report(bs: list[Bench], full: bool, started: datetime, load0: tuple[float, .
     return "\n".join(out) + "\n"
 
 
+def merge(existing: str, bs: list[Bench], started: datetime) -> str:
+    """``existing`` (a report) with the rows and sections of ``bs`` replaced by theirs: ``--only X --merge``
+    re-runs one benchmark on another day or machine without dropping the others' figures."""
+    new_rows = [
+        f"| {c} | {f.replace('|', '/')} | {src} |" for c, f, src in ratio_rows({b.name: b for b in bs})
+    ]
+    sources = {row.rsplit("|", 2)[-2].strip() for row in new_rows}
+    lines = existing.rstrip("\n").split("\n")
+    sections = lines.index("## Each benchmark")
+    table = [
+        i
+        for i, line in enumerate(lines[:sections])
+        if line.startswith("| ") and line.rsplit("|", 2)[-2].strip() in sources
+    ]
+    at = table[0] if table else sections - 1
+    lines = [line for i, line in enumerate(lines) if i not in table]
+    lines[at:at] = new_rows
+    text = "\n".join(lines) + "\n"
+    for b in bs:
+        section = report([b], False, started, os.getloadavg()).split("## Each benchmark\n\n", 1)[1]
+        head = f"### {b.name}\n"
+        if head in text:
+            start = text.index(head)
+            end = text.find("\n### ", start + len(head))
+            text = text[:start] + section.rstrip("\n") + ("\n" + text[end:] if end >= 0 else "\n")
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    note = (
+        f"- re-run alone on {started:%Y-%m-%d %H:%M} UTC (`run_all.py --only {' '.join(b.name for b in bs)}"
+        f" --merge`); load average then {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    return text.replace("\n\n## Ratios to each baseline", f"\n{note}\n\n## Ratios to each baseline", 1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="each benchmark's own default sizes (hours)")
@@ -355,7 +389,14 @@ def main() -> int:
         help="with --only: the report also shows the other benchmarks' last results ($SLM_HOME/bench)",
     )
     ap.add_argument("--report-only", action="store_true", help="run nothing: the report of the saved results")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace only those benchmarks' rows and sections in the existing --out",
+    )
     args = ap.parse_args()
+    if args.merge and not args.only:
+        ap.error("--merge needs --only")
     from slm_platform.settings import pg_server, slm_home
 
     home = slm_home()
@@ -388,9 +429,13 @@ def main() -> int:
         print(f"-- {b.name} ...", flush=True)
         run(b, args.full, home)
         print(f"   {'ok' if b.result['rc'] == 0 else 'FAILED'} in {b.result['seconds']:.0f} s", flush=True)
-        done = [x for x in shown if x.result]  # the report so far: an interrupted run keeps its figures
-        args.out.write_text(report(done, args.full, started, load0))
-    args.out.write_text(report(shown, args.full, started, load0))
+        if not args.merge:
+            done = [x for x in shown if x.result]  # the report so far: an interrupted run keeps its figures
+            args.out.write_text(report(done, args.full, started, load0))
+    if args.merge:
+        args.out.write_text(merge(args.out.read_text(), selected, started))
+    else:
+        args.out.write_text(report(shown, args.full, started, load0))
     print(f"written {args.out}")
     return 0
 
