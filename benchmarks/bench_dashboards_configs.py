@@ -90,30 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"before: {BEFORE_COMMIT}'s config, -w 2 --threads 4 (logs in {log_dir})", file=sys.stderr)
         targets = [f"before={_start('superset-before', before_env, 2, 4, run_dir, log_dir)}"]
         started.append("superset-before")
-        if args.with_no_permcache:
-            env = stack.superset_env() | {"SUPERSET_SLM_PERMISSION_CACHE": "0"}
-            print("no-permcache: the product without its permission cache", file=sys.stderr)
-            url = _start(
-                "superset-nopc", env, superset_service.WORKERS, superset_service.THREADS, run_dir, log_dir
-            )
-            targets.append(f"no-permcache={url}")
-            started.append("superset-nopc")
-        if args.with_no_answers:
-            env = stack.superset_env() | {"SUPERSET_SLM_ANSWER_CACHE": "0"}
-            print("no-answers: the product without its shared chart-data answers", file=sys.stderr)
-            url = _start(
-                "superset-noans", env, superset_service.WORKERS, superset_service.THREADS, run_dir, log_dir
-            )
-            targets.append(f"no-answers={url}")
-            started.append("superset-noans")
+        # The product with one of its parts switched off: (flag, label, switch, what it is).
+        variants = [
+            (args.with_no_permcache, "no-permcache", "SUPERSET_SLM_PERMISSION_CACHE", "its permission cache"),
+            (args.with_no_answers, "no-answers", "SUPERSET_SLM_ANSWER_CACHE", "its shared answers"),
+        ]
+        for wanted, label, switch, what in variants:
+            if not wanted:
+                continue
+            print(f"{label}: the product without {what}", file=sys.stderr)
+            env = stack.superset_env() | {switch: "0"}
+            workers, threads = superset_service.WORKERS, superset_service.THREADS
+            targets.append(f"{label}={_start(f'superset-{label}', env, workers, threads, run_dir, log_dir)}")
+            started.append(f"superset-{label}")
         targets.append(f"after={own_url}")
         cmd = [sys.executable, str(Path(__file__).with_name("bench_dashboards.py")),
                "--users", str(args.users), "--mode", args.mode, "--duration", str(args.duration),
                "--warm", str(args.warm), "--product-warm", "after"]  # fmt: skip
-        if args.with_no_permcache:
-            cmd += ["--product-warm", "no-permcache"]
-        if args.with_no_answers:
-            cmd += ["--product-warm", "no-answers"]
+        for wanted, label, _, _ in variants:
+            if wanted:
+                cmd += ["--product-warm", label]
         for t in targets:
             cmd += ["--superset-url", t]
         if args.json:

@@ -20,6 +20,19 @@ DASHBOARDS = {p.stem: yaml.safe_load(p.read_text()) for p in (ASSETS_DIR / "dash
 DATASET_OF = {str(d["uuid"]): name for name, d in DATASETS.items()}
 
 
+def superset_module(name: str):  # type: ignore[no-untyped-def]
+    """A module of superset/ (loaded by path there, by superset_config), for its unit tests."""
+    import importlib.util
+
+    from slm_platform.settings import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(f"{name}_test", REPO_ROOT / "superset" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def charts_of(dashboard: dict) -> list[str]:
     """Chart file stems of a dashboard, in layout order."""
     by_uuid_ = {str(c["uuid"]): key for key, c in CHARTS.items()}

@@ -9,7 +9,6 @@ cache's prefix, which the warm-up's clear empties after each publish.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 from collections.abc import Iterator
@@ -20,8 +19,7 @@ import requests
 
 from slm_platform.dashboards.provision import client_role
 from slm_platform.dashboards.superset_api import SupersetClient
-from slm_platform.settings import REPO_ROOT
-from tests.superset_helpers import login
+from tests.superset_helpers import login, superset_module
 
 HEADER = "X-SLM-Answer"
 
@@ -29,18 +27,8 @@ HEADER = "X-SLM-Answer"
 # ---------------------------------------------------------------- no stack needed
 
 
-def _answers_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "slm_answers_test", REPO_ROOT / "superset" / "slm_answers.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_switches_turn_it_off() -> None:
-    module = _answers_module()
+    module = superset_module("slm_answers")
     assert module.install(True, {}, {"SUPERSET_SLM_ANSWER_CACHE": "0"}) is False
     assert module.install(False, {}, {}) is False  # no permission generation: nothing could invalidate it
     assert module.install(True, {"ENABLE_TEMPLATE_PROCESSING": True}, {}) is False  # answers may be per user
@@ -56,7 +44,7 @@ class _Response:
 
 
 def test_only_answers_from_superset_s_cache_are_stored() -> None:
-    storable = _answers_module()._storable
+    storable = superset_module("slm_answers")._storable
     ok = {"is_cached": True, "status": "success", "error": None, "data": [{"x": 1}]}
     assert storable(_Response(200, {"result": [ok, ok]}))
     assert not storable(_Response(200, {"result": [ok, {**ok, "is_cached": False}]}))  # a fresh query

@@ -10,7 +10,6 @@ The figures (statements and milliseconds) are in docs/design/dashboards_under_lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from slm_platform.dashboards.provision import _ensure_rls, _set_role_permissions, client_role
 from slm_platform.dashboards.superset_api import SupersetClient
 from slm_platform.settings import REPO_ROOT, venv_bin
-from tests.superset_helpers import login
+from tests.superset_helpers import login, superset_module
 
 BENCH = REPO_ROOT / "benchmarks" / "bench_permission_cache.py"
 DENIED = (403, 404)
@@ -31,18 +30,8 @@ DENIED = (403, 404)
 # ---------------------------------------------------------------- no stack needed
 
 
-def _security_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "slm_security_test", REPO_ROOT / "superset" / "slm_security.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_statements_that_change_permissions_are_recognised() -> None:
-    touches = _security_module().touches_permissions
+    touches = superset_module("slm_security").touches_permissions
     for statement in [
         "INSERT INTO ab_user_role (user_id, role_id) VALUES (%(user_id)s, %(role_id)s)",
         "DELETE FROM ab_permission_view_role WHERE ab_permission_view_role.id = %(id)s",
@@ -65,7 +54,7 @@ def test_statements_that_change_permissions_are_recognised() -> None:
 
 
 def test_kill_switch_and_no_redis_turn_it_off() -> None:
-    module = _security_module()
+    module = superset_module("slm_security")
     assert module.configure("redis://127.0.0.1:1/0", {"SUPERSET_SLM_PERMISSION_CACHE": "0"}) is False
     assert module.configure("", {}) is False
     assert not module.enabled()
