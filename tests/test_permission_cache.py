@@ -220,8 +220,9 @@ def _in_process(demo_stack, monkeypatch, creds: dict, chart: int, switch: str) -
     monkeypatch.setenv("SLM_HOME", str(demo_stack.home))
     env = stack.superset_env() | {"SUPERSET_SLM_PERMISSION_CACHE": switch}
     proc = subprocess.run(
-        [str(venv_bin("superset", "python")), str(BENCH), "--username", creds["username"], "--password",
-         creds["password"], "--chart", str(chart), "--requests", "10", "--warm", "3"],
+        # --x=value: a generated password may start with "-", which argparse would take for an option
+        [str(venv_bin("superset", "python")), str(BENCH), f"--username={creds['username']}",
+         f"--password={creds['password']}", "--chart", str(chart), "--requests", "10", "--warm", "3"],
         env=env, capture_output=True, text=True, timeout=600, check=False, cwd=env["SUPERSET_HOME"],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
