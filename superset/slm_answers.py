@@ -80,7 +80,9 @@ def install(permission_cache_on: bool, feature_flags: dict[str, bool], environ: 
     """Wrap the two chart-data endpoints (once per process). Off without the permission cache's generation,
     with Jinja templating on, or with ``SUPERSET_SLM_ANSWER_CACHE=0``."""
     environ = os.environ if environ is None else environ
-    switch = environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
+    import slm_security  # loaded by path by superset_config before this module
+
+    switch = not slm_security.switched_off(environ, ENV_SWITCH)
     _State.on = bool(switch and permission_cache_on and not feature_flags.get("ENABLE_TEMPLATE_PROCESSING"))
     _State.ttl = ttl
     if not _State.on:

@@ -180,10 +180,15 @@ def _checkin(dbapi_connection, connection_record) -> None:  # noqa: ANN001
         bump()
 
 
+def switched_off(environ: Any, name: str) -> bool:
+    """An on-by-default switch set to 0 / false / no / off (this cache's, and slm_answers')."""
+    return str(environ.get(name, "1")).strip().lower() in {"0", "false", "no", "off"}
+
+
 def configure(redis_url: str, environ: dict[str, str] | None = None) -> bool:
     """Turn the cache on (once per process) when Redis is configured and the switch is not 0."""
     environ = os.environ if environ is None else environ
-    if environ.get(ENV_SWITCH, "1").strip().lower() in {"0", "false", "no", "off"} or not redis_url:
+    if switched_off(environ, ENV_SWITCH) or not redis_url:
         _State.generation = None
         return False
     _State.generation = _Generation(redis_url)

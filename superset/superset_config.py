@@ -155,6 +155,7 @@ def _load_sibling(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
+SLM_PERMISSION_CACHE = False  # outside Superset's environment; set below inside it
 if SupersetSecurityManager is not None:
     # The cross-request permission cache (superset/slm_security.py; docs/design/dashboards_under_load.md,
     # section 9): on with Redis, off with SUPERSET_SLM_PERMISSION_CACHE=0.
@@ -218,7 +219,7 @@ def FLASK_APP_MUTATOR(app: object) -> None:  # noqa: N802 (Superset's setting na
             event.listen(Dashboard, hook, _before_dashboard_write)
     # Shared chart-data answers (superset/slm_answers.py; dashboards_under_load.md, section 11).
     app.config["SLM_ANSWER_CACHE"] = _load_sibling("slm_answers").install(  # type: ignore[attr-defined]
-        bool(globals().get("SLM_PERMISSION_CACHE")), FEATURE_FLAGS, ttl=ANSWER_CACHE_TIMEOUT
+        SLM_PERMISSION_CACHE, FEATURE_FLAGS, ttl=ANSWER_CACHE_TIMEOUT
     )
 
 

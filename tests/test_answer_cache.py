@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ HEADER = "X-SLM-Answer"
 # ---------------------------------------------------------------- no stack needed
 
 
-def test_switches_turn_it_off() -> None:
+def test_switches_turn_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # slm_answers reads its switch through slm_security, which superset_config loads by path before it
+    monkeypatch.setitem(sys.modules, "slm_security", superset_module("slm_security"))
     module = superset_module("slm_answers")
     assert module.install(True, {}, {"SUPERSET_SLM_ANSWER_CACHE": "0"}) is False
     assert module.install(False, {}, {}) is False  # no permission generation: nothing could invalidate it
